@@ -1,0 +1,1 @@
+"""ScopeWatch model: task table, registry, input contract, network, checkpoints, batch inference."""

@@ -1,0 +1,141 @@
+"""What the network sees of a frame: the model's input contract, resolved from its checkpoint.
+
+A frame is first reduced to the *analysis frame* (short side 360 px, the scale at which a distortion
+level is defined; never upscaled). From it come:
+
+* `patches`: K square patches at full analysis resolution, where sensor noise and the loss of fine
+  detail by blur are visible. They are placed on a fixed spread-out grid and only where the
+  endoscope actually images tissue: the black corners outside the circular field of view and dark
+  or flat on-screen bars are excluded by a brightness/texture mask;
+* `context`: the whole analysis frame shrunk to a small fixed size, so that global distortions
+  (smoke veiling the whole field, a light fall-off across it) are seen as wholes.
+
+Both go through the same CNN trunk. Placement is deterministic at inference (the same pixels are
+compared frame to frame); training jitters it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    analysis_short_side: int = 360
+    patch_size: int = 64
+    num_patches: int = 8
+    context_size: tuple[int, int] = (96, 160)  # (height, width) of the whole-frame view
+    mean: tuple[float, float, float] = (0.45, 0.30, 0.28)  # RGB, of laparoscopic content in [0, 1]
+    std: tuple[float, float, float] = (0.25, 0.20, 0.20)
+    fov_luma: float = 18.0  # mean 8-bit luma under which a context cell is outside the image
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputConfig":
+        d = dict(d)
+        d["context_size"] = tuple(d["context_size"])
+        d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+        return cls(**d)
+
+
+def check_frame(frame: np.ndarray) -> None:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        got = f"{getattr(frame, 'dtype', type(frame).__name__)} {getattr(frame, 'shape', '')}"
+        raise ValueError(f"expected an RGB uint8 frame of shape (H, W, 3), got {got}")
+    if min(frame.shape[:2]) < 64:
+        raise ValueError(f"frame too small to analyse: {frame.shape[1]}x{frame.shape[0]} (need >= 64 px)")
+
+
+def analysis_size(width: int, height: int, cfg: InputConfig) -> tuple[int, int]:
+    k = min(1.0, cfg.analysis_short_side / min(width, height))
+    return max(cfg.patch_size, round(width * k)), max(cfg.patch_size, round(height * k))
+
+
+def analysis_frame(frame: np.ndarray, cfg: InputConfig) -> np.ndarray:
+    check_frame(frame)
+    h, w = frame.shape[:2]
+    size = analysis_size(w, h, cfg)
+    if size == (w, h):
+        return frame
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def context_view(frame: np.ndarray, cfg: InputConfig) -> np.ndarray:
+    ch, cw = cfg.context_size
+    return cv2.resize(frame, (cw, ch), interpolation=cv2.INTER_AREA)
+
+
+def valid_mask(context: np.ndarray, cfg: InputConfig) -> np.ndarray:
+    """Boolean (h, w) mask of context pixels that show tissue: bright enough (not the black
+    corners of the circular field) and not a flat uniform area (an on-screen UI bar)."""
+    luma = cv2.cvtColor(context, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    bright = cv2.blur(luma, (3, 3)) > cfg.fov_luma
+    # A UI bar is a band of rows or columns that is flat and the same everywhere along it; tissue,
+    # even veiled by smoke, keeps some variation along a whole row.
+    row_flat = luma.std(axis=1) < 2.0
+    col_flat = luma.std(axis=0) < 2.0
+    return bright & ~row_flat[:, None] & ~col_flat[None, :]
+
+
+def candidate_grid(size: tuple[int, int], cfg: InputConfig) -> np.ndarray:
+    """Top-left corners (x, y) of a grid of possible patches over an analysis frame of `size` (w, h),
+    ordered so that any prefix is spread over the frame (centre first, then outwards)."""
+    w, h = size
+    p = cfg.patch_size
+    nx, ny = max(1, round(w / p)), max(1, round(h / p))
+    xs = np.linspace(0, w - p, nx).round().astype(int)
+    ys = np.linspace(0, h - p, ny).round().astype(int)
+    grid = np.array([(x, y) for y in ys for x in xs])
+    centre = np.array([(w - p) / 2, (h - p) / 2])
+    order = [int(np.argmin(np.linalg.norm(grid - centre, axis=1)))]
+    dist = np.linalg.norm(grid - grid[order[0]], axis=1)
+    while len(order) < len(grid):  # farthest-point order: each next patch is far from those taken
+        nxt = int(np.argmax(dist))
+        order.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(grid - grid[nxt], axis=1))
+    return grid[order]
+
+
+def patch_validity(corners: np.ndarray, mask: np.ndarray, size: tuple[int, int], cfg: InputConfig) -> np.ndarray:
+    """Fraction of each patch (by its corners on the analysis frame) that the mask says is tissue."""
+    w, h = size
+    mh, mw = mask.shape
+    integral = cv2.integral(mask.astype(np.uint8))
+    x0 = np.clip((corners[:, 0] * mw / w).astype(int), 0, mw)
+    y0 = np.clip((corners[:, 1] * mh / h).astype(int), 0, mh)
+    x1 = np.clip(np.ceil((corners[:, 0] + cfg.patch_size) * mw / w).astype(int), 0, mw)
+    y1 = np.clip(np.ceil((corners[:, 1] + cfg.patch_size) * mh / h).astype(int), 0, mh)
+    area = np.maximum((x1 - x0) * (y1 - y0), 1)
+    inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return inside / area
+
+
+def choose_patches(size: tuple[int, int], mask: np.ndarray, cfg: InputConfig,
+                   rng: np.random.Generator | None = None) -> np.ndarray:
+    """K patch corners (x, y) inside the field of view. Deterministic without `rng`; with it, the
+    choice among valid grid positions is random and each patch is jittered (training)."""
+    corners = candidate_grid(size, cfg)
+    ok = patch_validity(corners, mask, size, cfg) >= 0.9
+    pool = corners[ok] if ok.any() else corners  # e.g. a black frame: analyse it anyway
+    if rng is not None:
+        pool = pool[rng.permutation(len(pool))]
+        jitter = rng.integers(-cfg.patch_size // 4, cfg.patch_size // 4 + 1, size=pool.shape)
+        w, h = size
+        pool = np.clip(pool + jitter, 0, [w - cfg.patch_size, h - cfg.patch_size])
+    reps = int(np.ceil(cfg.num_patches / len(pool)))
+    return np.tile(pool, (reps, 1))[: cfg.num_patches]
+
+
+def extract(frame: np.ndarray, cfg: InputConfig, rng: np.random.Generator | None = None):
+    """(patches (K, P, P, 3) uint8, context (Hc, Wc, 3) uint8, corners (K, 2)) of one frame."""
+    a = analysis_frame(frame, cfg)
+    ctx = context_view(a, cfg)
+    size = (a.shape[1], a.shape[0])
+    corners = choose_patches(size, valid_mask(ctx, cfg), cfg, rng)
+    p = cfg.patch_size
+    patches = np.stack([a[y:y + p, x:x + p] for x, y in corners])
+    return patches, ctx, corners

@@ -1,0 +1,171 @@
+"""`scopewatch`: the command line. Each subcommand parses and checks its arguments here, then calls
+the package that does the work. A user mistake ends with one line on stderr and exit status 2,
+never a traceback."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+log = logging.getLogger("scopewatch")
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + message; one clear line is enough
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 640x360, got {text!r}") from None
+    if not (64 <= w <= 4096 and 64 <= h <= 4096) or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"size must be even numbers between 64 and 4096, got {text!r}")
+    return w, h
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+    return parse
+
+
+def _tasks(text: str) -> tuple[str, ...]:
+    from model.tasks import validate_tasks
+    try:
+        return validate_tasks(t.strip() for t in text.split(",") if t.strip())
+    except (KeyError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e).strip("'\"")) from None
+
+
+def _contents(spec: str, size, seed: int):
+    from training.content import open_content
+    try:
+        return open_content(spec, size, seed=seed)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(f"--content: {e}") from None
+
+
+def cmd_synth(args) -> int:
+    from training.synth import synthesize
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out: {args.out} exists and is not a folder")
+    contents = _contents(args.content, args.size, args.seed)
+    labels = synthesize(args.out, contents, args.clips, args.seconds, args.fps, args.tasks, args.seed,
+                        progress=not args.quiet)
+    print(f"wrote {args.clips} clips and {labels}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from training.compose import Recipe
+    from training.scene import ProceduralScene
+    from training.synth import demo_episodes, render_clip
+    import numpy as np
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "demo.mp4"
+    episodes = demo_episodes(args.seconds)
+    recipe = Recipe.sample(episodes, np.random.default_rng(7))
+    q = render_clip(path, ProceduralScene(7, (640, 360)), recipe, args.seconds, 25)
+    print(f"wrote {path}: {args.seconds:g} s of a synthetic laparoscopic scene, 640x360 at 25 fps")
+    for e in episodes:
+        print(f"  {e.start:6.1f}-{e.end:6.1f} s  {e.name:<20} severity {e.severity:.2f}")
+    print(f"  mean quality {np.mean(q):.1f}, min {np.min(q):.1f} (SSIM x 100 against the clean scene)")
+    return 0
+
+
+def cmd_contact_sheet(args) -> int:
+    from training.content import read_image
+    from training.contact_sheet import write_contact_sheet
+    from training.scene import ProceduralScene
+    if args.frame:
+        try:
+            frame = read_image(args.frame)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    else:
+        frame = ProceduralScene(0, (640, 360)).frame_at(0)
+    try:
+        path = write_contact_sheet(frame, args.out, seed=args.seed)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="scopewatch", description="Real-time distortion and quality monitor for surgical video.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="synthesise distorted training/test clips with labels",
+                       description="Write H.264 clips of clean content distorted singly and in combination "
+                                   "(LVQ-style: 5 distortions x 4 levels) and DIR/labels.csv with one row per "
+                                   "clip: file, one 0..4 level column per distortion, mean FR quality (0..100).")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.add_argument("--clips", type=_positive(int), default=40, help="number of clips (default 40)")
+    p.add_argument("--seconds", type=_positive(float), default=4.0, help="length of each clip (default 4)")
+    p.add_argument("--fps", type=_positive(int), default=25, help="frame rate (default 25)")
+    p.add_argument("--size", type=_size, default=(640, 360), help="frame size WxH (default 640x360)")
+    p.add_argument("--content", default="procedural",
+                   help="clean content: 'procedural[:N]' (built-in generator, default), a folder of "
+                        "images/videos, or one file")
+    p.add_argument("--tasks", type=_tasks, default=None,
+                   help="comma-separated distortions to synthesise (default: the five surgical ones)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same clips)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_synth)
+
+    p = sub.add_parser("contact-sheet", help="one frame at every distortion and level, as an image",
+                       description="Render FRAME (default: a procedural scene) with every distortion at "
+                                   "levels 1..4 into one PNG, each tile labelled with its FR quality.")
+    p.add_argument("frame", nargs="?", type=Path, help="an image file (PNG/JPEG)")
+    p.add_argument("--out", type=Path, default=Path("out/contact_sheet.png"), help="output image")
+    p.add_argument("--seed", type=int, default=0, help="random seed for the distortions' choices")
+    p.set_defaults(run=cmd_contact_sheet)
+
+    p = sub.add_parser("demo", help="run ScopeWatch on its built-in sample",
+                       description="Synthesise the built-in sample: a procedural laparoscopic scene with "
+                                   "scheduled distortion episodes, and say what was made.")
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
+    p.add_argument("--seconds", type=_positive(float), default=30.0, help="length (default 30)")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "tasks", False) is None:
+        from model.tasks import DEFAULT_TASKS
+        args.tasks = DEFAULT_TASKS
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return args.run(args)
+    except UsageError as e:
+        print(f"scopewatch {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"scopewatch {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

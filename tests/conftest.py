@@ -1,0 +1,35 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+ROOT = Path(__file__).resolve().parents[1]
+SURGICAL = ROOT.parent / "shared" / "data" / "surgical"
+
+
+def surgical(rel: str) -> Path:
+    """A path in the shared real-surgery folder; the test is skipped where that data is absent."""
+    p = SURGICAL / rel
+    if not p.exists():
+        pytest.skip(f"real surgical data not available: {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def real_frame() -> np.ndarray:
+    from training.content import read_image
+    return read_image(surgical("train_clean/video01_000005_frame.png"))
+
+
+@pytest.fixture(scope="session")
+def scene_frame() -> np.ndarray:
+    from training.scene import ProceduralScene
+    return ProceduralScene(3, (640, 360), circular_fov=True).frame_at(1.0)
+
+
+@pytest.fixture(params=["real", "procedural"])
+def content_frame(request) -> np.ndarray:
+    return request.getfixturevalue("real_frame" if request.param == "real" else "scene_frame")

@@ -1,0 +1,213 @@
+import cv2
+import numpy as np
+import pytest
+
+from model.tasks import level_to_severity, severity_to_level
+from training.compose import Episode, Recipe, compose
+from training.distortions import DISTORTIONS, create_distortion, distort
+from training.quality import fr_quality
+
+NAMES = DISTORTIONS.names()
+LEVELS = (1, 2, 3, 4)
+
+
+def at_levels(frame, name, seed=1):
+    d = create_distortion(name)
+    params = d.sample_params(np.random.default_rng(seed))
+    return [d.apply(frame, level_to_severity(lvl), params) for lvl in LEVELS]
+
+
+def luma(frame):
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float64)
+
+
+def fov(frame):
+    return cv2.blur(luma(frame), (9, 9)) > 20
+
+
+def laplacian_var(frame):
+    return float(cv2.Laplacian(luma(frame), cv2.CV_64F)[fov(frame)].var())
+
+
+def noise_sigma(frame):
+    """Immerkaer's fast noise estimate: a Laplacian-difference mask cancels smooth image structure."""
+    k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64)
+    r = np.abs(cv2.filter2D(luma(frame), -1, k))
+    return float(np.sqrt(np.pi / 2) / 6 * r[fov(frame)].mean())
+
+
+def rms_contrast(frame):
+    """Mean local RMS contrast (std in 15x15 windows): the detail a veil washes out. Patchy smoke
+    adds large-scale variation of its own, so a whole-frame std is not the measure."""
+    y = luma(frame)
+    m = cv2.blur(y, (15, 15))
+    local = np.sqrt(np.maximum(cv2.blur(y * y, (15, 15)) - m * m, 0))
+    inner = cv2.erode(fov(frame).astype(np.uint8), np.ones((31, 31), np.uint8)) > 0  # not the rim
+    return float(local[inner].mean())
+
+
+def saturation(frame):
+    return float(cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)[..., 1][fov(frame)].mean())
+
+
+def brightness_spread(frame, mask):
+    """Std of the mean luma of 8x8 blocks over the field of view."""
+    y = luma(frame)
+    h, w = y.shape
+    blocks = y[: h // 8 * 8, : w // 8 * 8].reshape(8, h // 8, 8, w // 8).mean(axis=(1, 3))
+    m = mask[: h // 8 * 8, : w // 8 * 8].reshape(8, h // 8, 8, w // 8).mean(axis=(1, 3)) > 0.9
+    return float(blocks[m].std())
+
+
+def strictly_decreasing(xs):
+    return all(a > b for a, b in zip(xs, xs[1:]))
+
+
+def strictly_increasing(xs):
+    return all(a < b for a, b in zip(xs, xs[1:]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("size", [(640, 360), (257, 193), (1280, 720)])
+def test_shape_and_dtype_kept(name, size):
+    frame = (np.random.default_rng(0).random((size[1], size[0], 3)) * 255).astype(np.uint8)
+    for lvl in LEVELS:
+        out = distort(frame, name, level=lvl, rng=np.random.default_rng(lvl))
+        assert out.shape == frame.shape and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_seeded_determinism(name, scene_frame):
+    a = distort(scene_frame, name, severity=0.6, rng=np.random.default_rng(5))
+    b = distort(scene_frame, name, severity=0.6, rng=np.random.default_rng(5))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, scene_frame)
+
+
+@pytest.mark.parametrize("name", ["noise", "smoke", "uneven_illumination", "motion_blur", "defocus_blur"])
+def test_different_seeds_give_different_random_choices(name, scene_frame):
+    outs = [distort(scene_frame, name, severity=0.6, rng=np.random.default_rng(s)) for s in range(3)]
+    assert not np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[1], outs[2])
+
+
+def test_blurs_lower_laplacian_variance_monotonically(content_frame):
+    clean = laplacian_var(content_frame)
+    for name in ("defocus_blur", "motion_blur"):
+        values = [laplacian_var(f) for f in at_levels(content_frame, name)]
+        assert values[0] < 0.8 * clean, name
+        assert strictly_decreasing(values), (name, values)
+
+
+def test_noise_sigma_rises_with_level(content_frame):
+    clean = noise_sigma(content_frame)
+    values = [noise_sigma(f) for f in at_levels(content_frame, "noise")]
+    assert values[0] > clean + 1.5
+    assert strictly_increasing(values), values
+
+
+def test_smoke_lowers_contrast_and_saturation(content_frame):
+    frames = at_levels(content_frame, "smoke")
+    contrast = [rms_contrast(content_frame)] + [rms_contrast(f) for f in frames]
+    sat = [saturation(content_frame)] + [saturation(f) for f in frames]
+    assert strictly_decreasing(contrast), contrast
+    assert strictly_decreasing(sat), sat
+    assert contrast[-1] < 0.6 * contrast[0]  # the veil's own patchiness keeps some local contrast
+
+
+def test_uneven_illumination_spreads_brightness(content_frame):
+    mask = fov(content_frame)
+    frames = at_levels(content_frame, "uneven_illumination", seed=3)
+    spread = [brightness_spread(content_frame, mask)] + [brightness_spread(f, mask) for f in frames]
+    assert strictly_increasing(spread), spread
+    # Not a uniform brightness change: the mean over the field of view stays close.
+    means = [luma(f)[mask].mean() for f in frames]
+    assert max(abs(m - luma(content_frame)[mask].mean()) for m in means) < 0.35 * luma(content_frame)[mask].mean()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fr_quality_falls_with_level(name, content_frame):
+    q = [fr_quality(content_frame, f) for f in at_levels(content_frame, name)]
+    assert strictly_decreasing(q), q
+    assert q[0] < 99.5 and q[-1] > 0
+    assert fr_quality(content_frame, content_frame) == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("name", ["noise", "smoke", "defocus_blur", "motion_blur", "uneven_illumination"])
+def test_a_level_looks_the_same_at_360p_and_720p(name, scene_frame):
+    big = cv2.resize(scene_frame, (1280, 720), interpolation=cv2.INTER_CUBIC)
+    d = create_distortion(name)
+    params = d.sample_params(np.random.default_rng(2))
+    for lvl in (1, 4):
+        s = level_to_severity(lvl)
+        small_q = fr_quality(scene_frame, d.apply(scene_frame, s, params))
+        big_q = fr_quality(big, d.apply(big, s, params))
+        assert abs(small_q - big_q) < 6.0, (lvl, small_q, big_q)
+
+
+def test_composition_is_ordered_by_the_imaging_chain(scene_frame):
+    rng = np.random.default_rng(0)
+    params = {n: create_distortion(n).sample_params(rng) for n in ("noise", "smoke", "defocus_blur")}
+    a = compose(scene_frame, {"noise": 0.5, "smoke": 0.5, "defocus_blur": 0.4}, params)
+    b = compose(scene_frame, {"defocus_blur": 0.4, "smoke": 0.5, "noise": 0.5}, params)
+    assert np.array_equal(a, b)
+    # Noise comes last (sensor after optics): the result is still noisy, not blurred-away noise.
+    blurred_smoke = compose(scene_frame, {"smoke": 0.5, "defocus_blur": 0.4}, params)
+    assert noise_sigma(a) > noise_sigma(blurred_smoke) + 3
+    assert fr_quality(scene_frame, a) < min(fr_quality(scene_frame, blurred_smoke),
+                                           fr_quality(scene_frame, compose(scene_frame, {"noise": 0.5}, params)))
+    clean = compose(scene_frame, {"smoke": 0.0}, params)
+    assert np.array_equal(clean, scene_frame) and clean is not scene_frame
+
+
+@pytest.mark.parametrize("name", ["smoke", "uneven_illumination", "defocus_blur", "motion_blur"])
+def test_distortions_evolve_smoothly_in_time(name, scene_frame):
+    recipe = Recipe.constant({name: 0.6}, np.random.default_rng(4))
+    f0, f1 = recipe.render(scene_frame, 2.0), recipe.render(scene_frame, 2.04)
+    later = recipe.render(scene_frame, 8.0)
+    other = Recipe.constant({name: 0.6}, np.random.default_rng(99)).render(scene_frame, 2.0)
+    step = np.abs(f0.astype(int) - f1).mean()
+    assert step < 0.3 * np.abs(f0.astype(int) - other).mean() + 0.2
+    assert step <= np.abs(f0.astype(int) - later).mean()
+
+
+def test_sensor_noise_is_fresh_every_frame(scene_frame):
+    recipe = Recipe.constant({"noise": 0.5}, np.random.default_rng(4))
+    a, b = recipe.render(scene_frame, 0.0), recipe.render(scene_frame, 0.04)
+    diff = a.astype(int) - b
+    assert diff.std() > 5  # two independent noise draws differ by ~sqrt(2) sigma
+
+
+def test_episode_ramps_in_and_out():
+    e = Episode("smoke", 0.8, start=10, end=20, ramp=2)
+    assert e.severity_at(9.9) == 0 and e.severity_at(20) == 0
+    assert e.severity_at(11) == pytest.approx(0.4)
+    assert e.severity_at(15) == pytest.approx(0.8)
+    assert 0 < e.severity_at(19.5) < 0.8
+    with pytest.raises(ValueError):
+        Episode("smoke", 0.5, start=5, end=5)
+
+
+def test_levels_and_severities_round_trip():
+    for lvl in range(5):
+        assert severity_to_level(level_to_severity(lvl)) == lvl
+    assert severity_to_level(0.249) == 1 and severity_to_level(0.251) == 2 and severity_to_level(1.0) == 4
+
+
+def test_unknown_name_and_bad_inputs_are_refused(scene_frame):
+    with pytest.raises(KeyError, match="did you mean smoke"):
+        create_distortion("smok")
+    with pytest.raises(ValueError, match="RGB uint8"):
+        distort(scene_frame.astype(np.float32), "noise", level=1, rng=np.random.default_rng())
+    with pytest.raises(ValueError, match="severity"):
+        distort(scene_frame, "noise", severity=1.5, rng=np.random.default_rng())
+    with pytest.raises(ValueError, match="level"):
+        distort(scene_frame, "noise", level=5, rng=np.random.default_rng())
+
+
+def test_compression_is_a_real_jpeg_round_trip(scene_frame):
+    out = distort(scene_frame, "compression", level=4, rng=np.random.default_rng())
+    # 8x8 block boundaries: JPEG leaves steps on the block grid.
+    y = luma(out)
+    at_edges = np.abs(np.diff(y, axis=1))[:, 7::8].mean()
+    inside = np.abs(np.diff(y, axis=1))[:, 3::8].mean()
+    assert at_edges > 1.1 * inside

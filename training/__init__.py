@@ -1,0 +1,1 @@
+"""ScopeWatch synthesis of training data, NSS features, data sets, trainer and evaluation."""

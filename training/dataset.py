@@ -1,0 +1,72 @@
+"""On-the-fly training samples: clean content, randomly distorted, cut into the model's inputs.
+
+Each sample draws a content frame, a random distortion mix (clean, single, or 2-3 at once) with
+continuous severities, renders it, and yields what the model needs (patches and context view as
+uint8, placed by the model's own `InputConfig`) with every training target: presence and severity
+per task, FR quality, and the NSS features of each patch. Nothing is stored: the stream is endless
+and reproducible from its seed (each DataLoader worker gets its own stream).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from model.preprocess import InputConfig, extract
+from training.compose import Recipe
+from training.content import Content
+from training.distortions import create_distortion
+from training.nss import nss_features
+from training.quality import fr_quality
+
+MIN_SEVERITY = 0.03  # below this a distortion is not visible enough to be labelled present
+
+
+class SynthPatchDataset(IterableDataset):
+    def __init__(self, contents: list[Content], tasks: tuple[str, ...], cfg: InputConfig, seed: int = 0,
+                 p_clean: float = 0.2, p_single: float = 0.4, length: int | None = None):
+        if not contents:
+            raise ValueError("no content to synthesise from")
+        self.contents, self.tasks, self.cfg = contents, tuple(tasks), cfg
+        self.seed, self.p_clean, self.p_single, self.length = seed, p_clean, p_single, length
+        self._codec = create_distortion("compression")
+
+    def _distortions(self, rng: np.random.Generator) -> dict[str, float]:
+        r = rng.random()
+        if r < self.p_clean:
+            return {}
+        k = 1 if r < self.p_clean + self.p_single else int(rng.integers(2, min(3, len(self.tasks)) + 1))
+        names = rng.choice(self.tasks, size=k, replace=False)
+        return {str(n): float(rng.uniform(MIN_SEVERITY, 1.0)) for n in names}
+
+    def _clean(self, rng: np.random.Generator) -> np.ndarray:
+        """A content frame with natural variation that is *not* a distortion: flips, exposure and
+        white balance, so the model does not take a darker or redder scene for a defect."""
+        frame = self.contents[int(rng.integers(len(self.contents)))].frame_at(float(rng.uniform(0, 60)))
+        if rng.random() < 0.5:
+            frame = frame[:, ::-1]
+        gain = rng.uniform(0.8, 1.15) * rng.uniform(0.95, 1.05, 3)
+        return np.clip(frame * gain, 0, 255).astype(np.uint8)
+
+    def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        clean = self._clean(rng)
+        severities = self._distortions(rng)
+        frame = Recipe.constant(severities, rng).render(clean, float(rng.uniform(0, 10)))
+        quality = fr_quality(clean, frame)
+        if "compression" not in self.tasks and rng.random() < 0.5:
+            # Real feeds arrive through a codec: light, unlabelled compression keeps the model from
+            # reading mild codec artefacts as a distortion.
+            frame = self._codec.apply(frame, float(rng.uniform(0.0, 0.25)), {})
+        patches, context, _ = extract(frame, self.cfg, rng)
+        s = np.array([severities.get(t, 0.0) for t in self.tasks], np.float32)
+        return {"patches": patches, "context": context, "presence": (s > 0).astype(np.float32),
+                "severity": s, "quality": np.float32(quality), "nss": nss_features(patches)}
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker = info.id if info else 0
+        rng = np.random.default_rng([self.seed, worker])
+        n = 0
+        while self.length is None or n < self.length:
+            n += 1
+            yield {k: torch.as_tensor(v) for k, v in self.sample(rng).items()}

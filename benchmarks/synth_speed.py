@@ -59,7 +59,7 @@ def main():
         print(f"{name:<22}" + "".join(f"{ms:8.1f}" for ms in per_level) + f"{max(per_level):8.1f}{flag}")
     other = {
         "fr_quality_720p": median_ms(lambda: fr_quality(frame, frame), args.repeat),
-        "nss_8_patches": median_ms(lambda: nss_features(extract(frame, InputConfig())[0]), args.repeat),
+        "nss_8_patches": median_ms(lambda: nss_features(extract(frame, InputConfig()).patches), args.repeat),
     }
     ds = SynthPatchDataset([ProceduralScene(i, (640, 360)) for i in range(2)], tuple(DISTORTIONS.names())[:5],
                            InputConfig())

@@ -15,6 +15,7 @@ compared frame to frame); training jitters it.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -81,6 +82,7 @@ def valid_mask(context: np.ndarray, cfg: InputConfig) -> np.ndarray:
     return bright & ~row_flat[:, None] & ~col_flat[None, :]
 
 
+@functools.lru_cache(maxsize=16)
 def candidate_grid(size: tuple[int, int], cfg: InputConfig) -> np.ndarray:
     """Top-left corners (x, y) of a grid of possible patches over an analysis frame of `size` (w, h),
     ordered so that any prefix is spread over the frame (centre first, then outwards)."""
@@ -97,7 +99,9 @@ def candidate_grid(size: tuple[int, int], cfg: InputConfig) -> np.ndarray:
         nxt = int(np.argmax(dist))
         order.append(nxt)
         dist = np.minimum(dist, np.linalg.norm(grid - grid[nxt], axis=1))
-    return grid[order]
+    out = grid[order]
+    out.flags.writeable = False  # cached and shared: callers must not modify it
+    return out
 
 
 def patch_validity(corners: np.ndarray, mask: np.ndarray, size: tuple[int, int], cfg: InputConfig) -> np.ndarray:
@@ -130,12 +134,19 @@ def choose_patches(size: tuple[int, int], mask: np.ndarray, cfg: InputConfig,
     return np.tile(pool, (reps, 1))[: cfg.num_patches]
 
 
-def extract(frame: np.ndarray, cfg: InputConfig, rng: np.random.Generator | None = None):
-    """(patches (K, P, P, 3) uint8, context (Hc, Wc, 3) uint8, corners (K, 2)) of one frame."""
+@dataclass(frozen=True)
+class FrameInputs:
+    patches: np.ndarray  # (K, P, P, 3) uint8
+    context: np.ndarray  # (Hc, Wc, 3) uint8
+    mask: np.ndarray  # (Hc, Wc) bool: context pixels inside the field of view
+    corners: np.ndarray  # (K, 2) top-left (x, y) of each patch on the analysis frame
+
+
+def extract(frame: np.ndarray, cfg: InputConfig, rng: np.random.Generator | None = None) -> FrameInputs:
     a = analysis_frame(frame, cfg)
     ctx = context_view(a, cfg)
-    size = (a.shape[1], a.shape[0])
-    corners = choose_patches(size, valid_mask(ctx, cfg), cfg, rng)
+    mask = valid_mask(ctx, cfg)
+    corners = choose_patches((a.shape[1], a.shape[0]), mask, cfg, rng)
     p = cfg.patch_size
     patches = np.stack([a[y:y + p, x:x + p] for x, y in corners])
-    return patches, ctx, corners
+    return FrameInputs(patches, ctx, mask, corners)

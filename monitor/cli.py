@@ -54,10 +54,10 @@ def _tasks(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(e).strip("'\"")) from None
 
 
-def _contents(spec: str, size, seed: int):
+def _contents(specs: list[str], size, seed: int):
     from training.content import open_content
     try:
-        return open_content(spec, size, seed=seed)
+        return [c for spec in specs for c in open_content(spec, size, seed=seed)]
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(f"--content: {e}") from None
 
@@ -66,7 +66,7 @@ def cmd_synth(args) -> int:
     from training.synth import synthesize
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out: {args.out} exists and is not a folder")
-    contents = _contents(args.content, args.size, args.seed)
+    contents = _contents(args.content or ["procedural"], args.size, args.seed)
     labels = synthesize(args.out, contents, args.clips, args.seconds, args.fps, args.tasks, args.seed,
                         progress=not args.quiet)
     print(f"wrote {args.clips} clips and {labels}")
@@ -110,6 +110,58 @@ def cmd_contact_sheet(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from dataclasses import replace
+    from training.trainer import TrainConfig, train
+    try:
+        cfg = TrainConfig.from_json(args.config) if args.config else TrainConfig()
+    except (OSError, ValueError, TypeError) as e:
+        raise UsageError(f"--config: {e}") from None
+    overrides = {k: getattr(args, k) for k in ("model", "steps", "batch_size", "lr", "nss_weight", "workers", "seed", "val_every")
+                 if getattr(args, k) is not None}
+    if args.out is not None:
+        overrides["out"] = str(args.out)
+    if args.content:
+        overrides["train_content"] = tuple(args.content)
+    if args.tasks is not None:
+        overrides["tasks"] = args.tasks
+    cfg = replace(cfg, **overrides)
+    from model.factory import MODELS
+    if cfg.model not in MODELS:
+        raise UsageError(MODELS.unknown_message(cfg.model))
+    try:
+        best = train(cfg, resume=args.resume, progress=not args.quiet)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def _predictor(weights, device):
+    from model import CheckpointError, load_predictor
+    try:
+        return load_predictor(weights, device)
+    except (CheckpointError, ValueError) as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_evaluate(args) -> int:
+    from training.evaluate import evaluate, markdown, write_report
+    from training.labels import LabelError
+    if not args.data.exists():
+        raise UsageError(f"{args.data}: no such folder")
+    predictor = _predictor(args.weights, args.device)
+    try:
+        report = evaluate(predictor, args.data, args.frames_per_clip, progress=not args.quiet)
+    except (LabelError, ValueError, OSError) as e:
+        raise UsageError(str(e)) from None
+    out = args.out or (args.data if args.data.is_dir() else args.data.parent) / "evaluation"
+    j, m = write_report(report, out)
+    print(markdown(report))
+    print(f"wrote {j} and {m}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scopewatch", description="Real-time distortion and quality monitor for surgical video.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -124,14 +176,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=_positive(float), default=4.0, help="length of each clip (default 4)")
     p.add_argument("--fps", type=_positive(int), default=25, help="frame rate (default 25)")
     p.add_argument("--size", type=_size, default=(640, 360), help="frame size WxH (default 640x360)")
-    p.add_argument("--content", default="procedural",
-                   help="clean content: 'procedural[:N]' (built-in generator, default), a folder of "
-                        "images/videos, or one file")
+    p.add_argument("--content", action="append",
+                   help="clean content, repeatable: 'procedural[:N]' or 'procedural:A-B' (built-in "
+                        "generator, default), a folder of images/videos ('folder[a:b]' for a slice of its "
+                        "sorted files), or one file ('video.mp4@s:e' for seconds s..e)")
     p.add_argument("--tasks", type=_tasks, default=None,
                    help="comma-separated distortions to synthesise (default: the five surgical ones)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same clips)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_synth)
+
+    p = sub.add_parser("train", help="train the multi-task model on synthesised data",
+                       description="Train on distortions synthesised on the fly from clean content; validate "
+                                   "on content training never sees; keep the best checkpoint (best.pt) and a "
+                                   "resumable last.pt in --out. Defaults: training.trainer.TrainConfig.")
+    p.add_argument("--config", type=Path, help="JSON file of TrainConfig settings (flags override it)")
+    p.add_argument("--out", type=Path, help="run folder (default runs/default)")
+    p.add_argument("--content", action="append", help="training content spec (repeatable; replaces the default)")
+    p.add_argument("--model", help="architecture (see model.factory.list_models)")
+    p.add_argument("--tasks", type=_tasks, default=None, help="comma-separated tasks (heads)")
+    p.add_argument("--steps", type=_positive(int), help="optimizer steps")
+    p.add_argument("--batch-size", type=_positive(int), help="samples per step")
+    p.add_argument("--lr", type=_positive(float), help="peak learning rate")
+    p.add_argument("--nss-weight", type=float, help="weight of the NSS auxiliary loss (0 = no auxiliary task)")
+    p.add_argument("--workers", type=int, help="data-synthesis worker processes")
+    p.add_argument("--val-every", type=_positive(int), help="steps between validations")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a checkpoint on a labelled clip folder",
+                       description="Analyse every clip of DATA (a `scopewatch synth` folder or an LVQ-style "
+                                   "folder) and report the ICIP 2020 metrics (micro-F1, exact match), "
+                                   "per-distortion precision/recall/F1, severity accuracy, quality SROCC/PLCC "
+                                   "and throughput, as JSON and Markdown.")
+    p.add_argument("data", type=Path, help="folder with labels.csv (or an LVQ labels CSV) and its clips")
+    p.add_argument("--weights", type=Path, help="checkpoint (default: the shipped weights)")
+    p.add_argument("--frames-per-clip", type=_positive(int), default=8, help="frames analysed per clip (default 8)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
+    p.add_argument("--out", type=Path, help="report folder (default DATA/evaluation)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("contact-sheet", help="one frame at every distortion and level, as an image",
                        description="Render FRAME (default: a procedural scene) with every distortion at "
@@ -152,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "tasks", False) is None:
+    if getattr(args, "tasks", False) is None and args.command == "synth":
         from model.tasks import DEFAULT_TASKS
         args.tasks = DEFAULT_TASKS
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -29,22 +29,22 @@ def test_circular_field_of_view_has_black_corners_and_bright_centre():
 
 def test_patches_avoid_black_corners_and_ui_bars(scene_frame):
     cfg = InputConfig()
-    patches, ctx, corners = extract(scene_frame, cfg)
-    assert patches.shape == (8, 64, 64, 3) and ctx.shape == (96, 160, 3)
-    assert (patches.reshape(8, -1, 3).mean(axis=(1, 2)) > 20).all()
+    x = extract(scene_frame, cfg)
+    assert x.patches.shape == (8, 64, 64, 3) and x.context.shape == (96, 160, 3) and x.mask.shape == (96, 160)
+    assert (x.patches.reshape(8, -1, 3).mean(axis=(1, 2)) > 20).all()
+    assert not x.mask[0, 0] and x.mask[48, 80]
     framed = scene_frame.copy()
     framed[:40] = (30, 30, 60)  # a flat on-screen UI bar across the top
     mask = valid_mask(context_view(framed, cfg), cfg)
     assert not mask[:8].any() and mask[40:60].any()
-    _, _, corners = extract(framed, cfg)
-    assert (corners[:, 1] >= 36).all()
+    assert (extract(framed, cfg).corners[:, 1] >= 36).all()
 
 
 def test_patch_placement_is_fixed_at_inference_and_jittered_in_training(scene_frame):
     cfg = InputConfig()
-    assert np.array_equal(extract(scene_frame, cfg)[2], extract(scene_frame, cfg)[2])
-    a = extract(scene_frame, cfg, np.random.default_rng(0))[2]
-    b = extract(scene_frame, cfg, np.random.default_rng(1))[2]
+    assert np.array_equal(extract(scene_frame, cfg).corners, extract(scene_frame, cfg).corners)
+    a = extract(scene_frame, cfg, np.random.default_rng(0)).corners
+    b = extract(scene_frame, cfg, np.random.default_rng(1)).corners
     assert not np.array_equal(a, b)
 
 

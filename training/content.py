@@ -69,9 +69,11 @@ class ImageContent:
 
 
 class VideoContent:
-    """A clean video decoded once at the working size and held in memory (a few hundred frames)."""
+    """A clean video decoded once at the working size and held in memory (a few hundred frames),
+    optionally only the part from `start` to `end` seconds (to split one video between uses)."""
 
-    def __init__(self, path: Path, size: tuple[int, int], start: float = 0.0, max_frames: int = 750):
+    def __init__(self, path: Path, size: tuple[int, int], start: float = 0.0, end: float | None = None,
+                 max_frames: int = 750):
         self.name = Path(path).name
         self.size = size
         self.frames: list[np.ndarray] = []
@@ -82,6 +84,8 @@ class VideoContent:
                 for frame in container.decode(stream):
                     if frame.time is not None and frame.time < start:
                         continue
+                    if end is not None and frame.time is not None and frame.time >= end:
+                        break
                     self.frames.append(fit(frame.to_ndarray(format="rgb24"), size))
                     if len(self.frames) >= max_frames:
                         break
@@ -104,15 +108,40 @@ def discover(path: Path) -> list[Path]:
     raise FileNotFoundError(f"{path}: no such file or folder")
 
 
+def _split_spec(spec: str) -> tuple[str, slice | None, tuple[float, float | None]]:
+    """'folder[a:b]' selects files a..b-1 of a folder (sorted); 'video.mp4@s:e' seconds s..e."""
+    files, times = None, (0.0, None)
+    if spec.endswith("]") and "[" in spec:
+        spec, sl = spec[:-1].rsplit("[", 1)
+        a, _, b = sl.partition(":")
+        files = slice(int(a) if a else None, int(b) if b else None)
+    if "@" in Path(spec).name:
+        spec, rng = spec.rsplit("@", 1)
+        a, _, b = rng.partition(":")
+        times = (float(a) if a else 0.0, float(b) if b else None)
+    return spec, files, times
+
+
 def open_content(spec: str, size: tuple[int, int], count: int = 8, seed: int = 0) -> list[Content]:
-    """Content sources for `spec`: "procedural[:N]" (N scenes, seeds seed..seed+N-1), a folder of
-    images/videos, or one file."""
+    """Content sources for `spec`: "procedural[:N]" or "procedural:A-B" (scenes with seeds
+    seed+A..seed+B-1), a folder of images/videos (optionally "folder[a:b]", a slice of its sorted
+    files), or one file ("video.mp4@s:e" for seconds s..e of a video)."""
     if spec == "procedural" or spec.startswith("procedural:"):
-        n = int(spec.split(":", 1)[1]) if ":" in spec else count
-        if n < 1:
-            raise ValueError(f"procedural content needs at least one scene, got {n}")
-        return [ProceduralScene(seed + i, size) for i in range(n)]
-    files = discover(Path(spec))
+        arg = spec.split(":", 1)[1] if ":" in spec else str(count)
+        try:
+            first, last = (int(v) for v in arg.split("-")) if "-" in arg else (0, int(arg))
+        except ValueError:
+            raise ValueError(f"{spec}: expected procedural:N or procedural:A-B") from None
+        if last <= first:
+            raise ValueError(f"procedural content needs at least one scene, got {spec!r}")
+        return [ProceduralScene(seed + i, size) for i in range(first, last)]
+    try:
+        path, file_slice, (start, end) = _split_spec(spec)
+    except ValueError:
+        raise ValueError(f"{spec}: bad content selection (use folder[a:b] or video.mp4@start:end)") from None
+    files = discover(Path(path))
+    if file_slice is not None:
+        files = files[file_slice]
     if not files:
         raise ValueError(f"{spec}: no images or videos found")
     out: list[Content] = []
@@ -120,7 +149,7 @@ def open_content(spec: str, size: tuple[int, int], count: int = 8, seed: int = 0
         if f.suffix.lower() in IMAGE_EXTS:
             out.append(ImageContent(f, size, seed + i))
         elif f.suffix.lower() in VIDEO_EXTS:
-            out.append(VideoContent(f, size))
+            out.append(VideoContent(f, size, start, end))
         else:
             raise ValueError(f"{f}: unsupported content type (use images {sorted(IMAGE_EXTS)} or videos)")
     return out

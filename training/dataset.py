@@ -8,6 +8,7 @@ and reproducible from its seed (each DataLoader worker gets its own stream).
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -19,7 +20,7 @@ from training.distortions import create_distortion
 from training.nss import nss_features
 from training.quality import fr_quality
 
-MIN_SEVERITY = 0.03  # below this a distortion is not visible enough to be labelled present
+MIN_SEVERITY = 0.06  # below this a distortion is too faint to be labelled present
 
 
 class SynthPatchDataset(IterableDataset):
@@ -35,7 +36,8 @@ class SynthPatchDataset(IterableDataset):
         r = rng.random()
         if r < self.p_clean:
             return {}
-        k = 1 if r < self.p_clean + self.p_single else int(rng.integers(2, min(3, len(self.tasks)) + 1))
+        most = min(3, len(self.tasks))
+        k = 1 if r < self.p_clean + self.p_single or most == 1 else int(rng.integers(2, most + 1))
         names = rng.choice(self.tasks, size=k, replace=False)
         return {str(n): float(rng.uniform(MIN_SEVERITY, 1.0)) for n in names}
 
@@ -46,7 +48,7 @@ class SynthPatchDataset(IterableDataset):
         if rng.random() < 0.5:
             frame = frame[:, ::-1]
         gain = rng.uniform(0.8, 1.15) * rng.uniform(0.95, 1.05, 3)
-        return np.clip(frame * gain, 0, 255).astype(np.uint8)
+        return cv2.transform(np.ascontiguousarray(frame), np.diag(gain))  # saturates at 255
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         clean = self._clean(rng)
@@ -57,10 +59,10 @@ class SynthPatchDataset(IterableDataset):
             # Real feeds arrive through a codec: light, unlabelled compression keeps the model from
             # reading mild codec artefacts as a distortion.
             frame = self._codec.apply(frame, float(rng.uniform(0.0, 0.25)), {})
-        patches, context, _ = extract(frame, self.cfg, rng)
+        x = extract(frame, self.cfg, rng)
         s = np.array([severities.get(t, 0.0) for t in self.tasks], np.float32)
-        return {"patches": patches, "context": context, "presence": (s > 0).astype(np.float32),
-                "severity": s, "quality": np.float32(quality), "nss": nss_features(patches)}
+        return {"patches": x.patches, "context": x.context, "mask": x.mask, "presence": (s > 0).astype(np.float32),
+                "severity": s, "quality": np.float32(quality), "nss": nss_features(x.patches)}
 
     def __iter__(self):
         info = get_worker_info()

@@ -1,0 +1,104 @@
+"""The ScopeWatch network: one shared CNN trunk, parallel per-task heads, quality with an NSS aux.
+
+Layout follows timm's model files: blocks, the main class (`forward_features`, `forward_head`,
+`forward`), then the registered variants that only choose hyper-parameters (model/factory.py).
+
+* Trunk (shared, Ameur et al.): conv-BN-ReLU stages, stride 16 overall. It runs on the K patches of
+  a frame (full analysis resolution: noise, fine detail) and on the low-resolution context view of
+  the whole frame (smoke and illumination are global).
+* Pooling: each patch -> mean and std of its feature map (std keeps texture energy, the cue for
+  blur and noise); patches -> mean and std across the K patches (aggregation that sees both the
+  typical patch and how much they disagree, i.e. local vs global distortions); context -> mean and
+  std over the cells inside the field of view (std of the context = brightness/veil spread).
+* Heads on the fused frame vector: presence logits (one binary classifier per task), severity in
+  [0, 1] per task (level = ceil(4 x severity)), and quality 0..100. The NSS auxiliary head
+  (Bourbia et al.) regresses each patch's wavelet NSS features; its hidden layer, averaged over
+  patches, is concatenated into the quality head, so quality rests on naturalness features.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.preprocess import InputConfig
+
+
+class ConvBNAct(nn.Sequential):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Trunk(nn.Module):
+    def __init__(self, widths: tuple[int, ...]):
+        super().__init__()
+        strides = (1,) + (2,) * (len(widths) - 1)
+        chans = (3,) + tuple(widths)
+        self.stages = nn.Sequential(*[ConvBNAct(a, b, s) for a, b, s in zip(chans, chans[1:], strides)])
+        self.stride = 2 ** (len(widths) - 1)
+        self.out_channels = widths[-1]
+
+    def forward(self, x):
+        return self.stages(x)
+
+
+def _mean_std(x: torch.Tensor, dims, weight: torch.Tensor | None = None) -> torch.Tensor:
+    if weight is None:
+        mean = x.mean(dims)
+        var = x.var(dims, unbiased=False)
+    else:
+        total = weight.sum(dims).clamp_min(1e-6)
+        mean = (x * weight).sum(dims) / total
+        var = (((x - mean.reshape(mean.shape + (1,) * len(dims))) ** 2) * weight).sum(dims) / total
+    return torch.cat([mean, (var + 1e-6).sqrt()], dim=-1)
+
+
+class QualityNet(nn.Module):
+    def __init__(self, tasks: tuple[str, ...], widths: tuple[int, ...] = (16, 32, 48, 64, 96),
+                 hidden: int = 192, aux_hidden: int = 64, num_nss: int = 33,
+                 input_cfg: InputConfig | None = None):
+        super().__init__()
+        self.tasks = tuple(tasks)
+        self.input_cfg = input_cfg or InputConfig()
+        self.trunk = Trunk(tuple(widths))
+        c = self.trunk.out_channels
+        self.neck = nn.Sequential(nn.Linear(6 * c, hidden), nn.ReLU(inplace=True), nn.Dropout(0.1))
+        self.presence = nn.Linear(hidden, len(self.tasks))
+        self.severity = nn.Linear(hidden, len(self.tasks))
+        self.aux_hidden = nn.Sequential(nn.Linear(2 * c, aux_hidden), nn.ReLU(inplace=True))
+        self.aux_out = nn.Linear(aux_hidden, num_nss)
+        self.quality = nn.Sequential(nn.Linear(hidden + aux_hidden, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
+        cfg = self.input_cfg
+        self.register_buffer("pixel_mean", torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("pixel_std", torch.tensor(cfg.std).view(1, 3, 1, 1) * 255.0)
+        # Standardisation of the NSS targets, measured on training data by the trainer.
+        self.register_buffer("nss_mean", torch.zeros(num_nss))
+        self.register_buffer("nss_std", torch.ones(num_nss))
+
+    def _normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 -> (N, 3, H, W) float, normalised, channels_last."""
+        x = images.permute(0, 3, 1, 2).float()
+        x = (x - self.pixel_mean) / self.pixel_std
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def forward_features(self, patches: torch.Tensor, context: torch.Tensor, mask: torch.Tensor):
+        """patches (B, K, P, P, 3) uint8; context (B, Hc, Wc, 3) uint8; mask (B, Hc, Wc) in [0, 1].
+        Returns the fused frame vector (B, 6C) and per-patch pooled features (B, K, 2C)."""
+        b, k = patches.shape[:2]
+        pf = self.trunk(self._normalise(patches.flatten(0, 1)))
+        per_patch = _mean_std(pf, (2, 3)).view(b, k, -1)
+        cf = self.trunk(self._normalise(context))
+        cell_mask = F.adaptive_avg_pool2d(mask[:, None].float(), cf.shape[-2:])
+        ctx = _mean_std(cf, (2, 3), weight=(cell_mask > 0.5).float() + 1e-3)
+        across = _mean_std(per_patch.transpose(1, 2), (2,))
+        return torch.cat([across, ctx], dim=1), per_patch
+
+    def forward_head(self, fused: torch.Tensor, per_patch: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.neck(fused)
+        aux_h = self.aux_hidden(per_patch)
+        q = self.quality(torch.cat([h, aux_h.mean(1)], dim=1)).squeeze(1)
+        return {"presence_logits": self.presence(h), "severity": torch.sigmoid(self.severity(h)),
+                "quality": 100.0 * torch.sigmoid(q), "nss": self.aux_out(aux_h)}
+
+    def forward(self, patches, context, mask):
+        return self.forward_head(*self.forward_features(patches, context, mask))

@@ -1,0 +1,83 @@
+"""Batch inference: RGB frames in, one `Prediction` per frame out. Everything downstream (monitor,
+evaluation, dashboard) goes through `Predictor`; preprocessing comes from the model's own input
+contract, so no caller repeats a constant."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from model.preprocess import FrameInputs, extract
+from model.tasks import severity_to_level, task_spec
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probabilities: dict[str, float]  # presence probability per task, [0, 1]
+    severities: dict[str, float]  # continuous severity per task, [0, 1]
+    levels: dict[str, int]  # 0 when not present, else 1..4
+    quality: float  # 0..100, higher is better
+    nss: np.ndarray | None = field(default=None, repr=False)  # (K, 33) predicted patch NSS features
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def collate(inputs: Sequence[FrameInputs]) -> dict[str, torch.Tensor]:
+    return {"patches": torch.from_numpy(np.stack([x.patches for x in inputs])),
+            "context": torch.from_numpy(np.stack([x.context for x in inputs])),
+            "mask": torch.from_numpy(np.stack([x.mask for x in inputs]))}
+
+
+class Predictor:
+    def __init__(self, model, device: str = "auto", thresholds: dict[str, float] | None = None):
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        self.tasks = model.tasks
+        self.input_cfg = model.input_cfg
+        self.name = getattr(model, "arch", type(model).__name__)
+        self.thresholds = {t: task_spec(t).alert_above for t in self.tasks} | (thresholds or {})
+
+    def prepare(self, frame: np.ndarray) -> FrameInputs:
+        return extract(frame, self.input_cfg)
+
+    @torch.inference_mode()
+    def predict_inputs(self, inputs: Sequence[FrameInputs], with_nss: bool = False) -> list[Prediction]:
+        if not inputs:
+            return []
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in collate(inputs).items()}
+        out = self.model(**batch)
+        prob = torch.sigmoid(out["presence_logits"]).float().cpu().numpy()
+        sev = out["severity"].float().cpu().numpy()
+        quality = out["quality"].float().cpu().numpy()
+        nss = (out["nss"].float() * self.model.nss_std + self.model.nss_mean).cpu().numpy() if with_nss else None
+        results = []
+        for i in range(len(inputs)):
+            present = {t: bool(prob[i, j] >= self.thresholds[t]) for j, t in enumerate(self.tasks)}
+            results.append(Prediction(
+                probabilities={t: float(prob[i, j]) for j, t in enumerate(self.tasks)},
+                severities={t: float(sev[i, j]) for j, t in enumerate(self.tasks)},
+                levels={t: max(1, severity_to_level(float(sev[i, j]))) if present[t] else 0
+                        for j, t in enumerate(self.tasks)},
+                quality=float(quality[i]), nss=None if nss is None else nss[i]))
+        return results
+
+    def predict(self, frames: Sequence[np.ndarray], with_nss: bool = False) -> list[Prediction]:
+        return self.predict_inputs([self.prepare(f) for f in frames], with_nss)
+
+
+def load_predictor(weights=None, device: str = "auto", thresholds: dict[str, float] | None = None) -> Predictor:
+    """A ready predictor from a checkpoint path, or the shipped default weights when None."""
+    from model.checkpoint import load_checkpoint
+    from model.factory import DEFAULT_MODEL, weights_path
+
+    return Predictor(load_checkpoint(weights or weights_path(DEFAULT_MODEL)), device, thresholds)

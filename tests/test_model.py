@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from model import CheckpointError, Predictor, create_model, list_models, load_checkpoint, save_checkpoint
+from model.checkpoint import read_checkpoint
+from model.predict import resolve_device
+from model.tasks import DEFAULT_TASKS
+
+
+def test_registry_lists_and_refuses_unknown_names():
+    assert {"scopewatch_lap5", "scopewatch_lap5_small"} <= set(list_models("scopewatch_*"))
+    assert list_models("*small") == ["scopewatch_lap5_small"]
+    with pytest.raises(KeyError, match="did you mean scopewatch_lap5"):
+        create_model("scopewatch_lap6")
+
+
+def test_task_list_drives_the_heads(scene_frame):
+    tasks = ("noise", "smoke", "compression")
+    model = create_model("scopewatch_lap5_small", tasks=tasks)
+    assert model.presence.out_features == 3 and model.severity.out_features == 3
+    [p] = Predictor(model, "cpu").predict([scene_frame])
+    assert set(p.probabilities) == set(tasks) == set(p.levels)
+    assert 0 <= p.quality <= 100 and all(0 <= v <= 1 for v in p.probabilities.values())
+    with pytest.raises(KeyError):
+        create_model("scopewatch_lap5_small", tasks=("noise", "glare"))
+
+
+def test_checkpoint_round_trip_keeps_weights_and_metadata(tmp_path, scene_frame):
+    torch.manual_seed(0)
+    model = create_model("scopewatch_lap5_small", tasks=DEFAULT_TASKS)
+    model.nss_mean += 0.5
+    path = save_checkpoint(model, tmp_path / "m.pt", training={"steps": 3}, metrics={"micro_f1": 0.5})
+    loaded = load_checkpoint(path)
+    assert loaded.arch == "scopewatch_lap5_small" and loaded.tasks == DEFAULT_TASKS
+    assert loaded.checkpoint_meta["training"] == {"steps": 3} and loaded.checkpoint_meta["metrics"]["micro_f1"] == 0.5
+    assert loaded.input_cfg == model.input_cfg and torch.equal(loaded.nss_mean, model.nss_mean)
+    a = Predictor(model, "cpu").predict([scene_frame])[0]
+    b = Predictor(loaded, "cpu").predict([scene_frame])[0]
+    assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6) and a.quality == pytest.approx(b.quality, abs=1e-4)
+    assert create_model("scopewatch_lap5_small", checkpoint_path=path).tasks == DEFAULT_TASKS
+
+
+def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
+    model = create_model("scopewatch_lap5_small")
+    path = save_checkpoint(model, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_checkpoint(tmp_path / "junk.pt")
+    # Tampered: one weight changed after saving.
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state_dict"]["presence.bias"][0] += 1.0
+    torch.save(ckpt, tmp_path / "tampered.pt")
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(tmp_path / "tampered.pt")
+    # Incompatible: weights of another shape under the same architecture name.
+    other = create_model("scopewatch_lap5")
+    ckpt = torch.load(save_checkpoint(other, tmp_path / "big.pt"), weights_only=True)
+    ckpt["architecture"] = "scopewatch_lap5_small"
+    torch.save(ckpt, tmp_path / "incompatible.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(tmp_path / "incompatible.pt")
+    ckpt["architecture"] = "resnet50"
+    torch.save(ckpt, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="unknown architecture"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    ckpt["format_version"] = 99
+    torch.save(ckpt, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="newer"):
+        read_checkpoint(tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="trained for tasks"):
+        create_model("scopewatch_lap5_small", tasks=("noise",), checkpoint_path=path)
+    for err in ("no such", "checksum"):
+        assert "\n" not in err
+
+
+def test_outputs_do_not_depend_on_batch_size(scene_frame, real_frame):
+    torch.manual_seed(1)
+    pred = Predictor(create_model("scopewatch_lap5_small"), "cpu")
+    frames = [scene_frame, real_frame, scene_frame[:, ::-1].copy()]
+    together = pred.predict(frames)
+    alone = [pred.predict([f])[0] for f in frames]
+    for a, b in zip(together, alone):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+        assert a.quality == pytest.approx(b.quality, abs=1e-3)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError):
+        resolve_device("tpu")

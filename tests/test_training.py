@@ -1,0 +1,67 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model import load_checkpoint
+from model.predict import Predictor
+from training.metrics import micro_f1, exact_match, rankdata, srocc
+from training.trainer import TrainConfig, train
+from training.scene import ProceduralScene
+from training.distortions import distort
+
+
+def auc(scores, labels):
+    """Probability that a positive scores above a negative (Mann-Whitney)."""
+    scores, labels = np.asarray(scores), np.asarray(labels, bool)
+    r = rankdata(scores)
+    n1, n0 = labels.sum(), (~labels).sum()
+    return (r[labels].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def test_metrics_on_known_cases():
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    assert micro_f1(y, y) == 1.0 and exact_match(y, y) == 1.0
+    p = np.array([[1, 0], [0, 0], [1, 1], [1, 0]])  # tp 3, fn 1, fp 1
+    assert micro_f1(y, p) == pytest.approx(0.75) and exact_match(y, p) == 0.5
+    assert srocc([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert srocc([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+
+
+@pytest.mark.slow
+def test_short_training_learns_to_separate_one_distortion(tmp_path):
+    cfg = TrainConfig(model="scopewatch_lap5_small", tasks=("defocus_blur",), train_content=("procedural:0-4",),
+                      val_content=("procedural:100-102",), steps=120, batch_size=16, lr=3e-3, warmup=10,
+                      val_every=60, val_samples=32, workers=0, out=str(tmp_path / "run"))
+    best = train(cfg, progress=False)
+    assert (tmp_path / "run" / "last.pt").exists()
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["step"] for h in history] == [60, 120]
+    model = load_checkpoint(best)
+    assert list(model.checkpoint_meta["training"]["tasks"]) == ["defocus_blur"]
+    pred = Predictor(model, "cpu")
+    scenes = [ProceduralScene(s, (640, 360)) for s in (500, 501, 502, 503)]
+    frames, labels = [], []
+    for i, sc in enumerate(scenes):
+        for k in range(6):
+            clean = sc.frame_at(k * 1.7)
+            rng = np.random.default_rng(100 * i + k)
+            frames += [clean, distort(clean, "defocus_blur", severity=float(rng.uniform(0.3, 1.0)), rng=rng)]
+            labels += [0, 1]
+    scores = [p.probabilities["defocus_blur"] for p in pred.predict(frames)]
+    assert auc(scores, labels) > 0.85
+
+
+@pytest.mark.slow
+def test_training_resumes_from_last_checkpoint(tmp_path):
+    cfg = TrainConfig(model="scopewatch_lap5_small", tasks=("noise",), train_content=("procedural:0-2",),
+                      val_content=("procedural:100-101",), steps=20, batch_size=8, warmup=2, val_every=10,
+                      val_samples=8, workers=0, out=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    first = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["extra"]["step"]
+    cfg.steps = 30
+    train(cfg, resume=True, progress=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert first == 20 and [h["step"] for h in history] == [10, 20, 30]

@@ -1,0 +1,116 @@
+"""`scopewatch evaluate`: how well a checkpoint identifies distortions on a labelled clip folder.
+
+DATA is a folder made by `scopewatch synth` (labels.csv with levels and quality) or an LVQ-style
+folder (a labels CSV of multi-label strings; presence only). Each clip is decoded with PyAV and
+`frames_per_clip` frames spread over it are analysed; the clip's decision is the mean presence
+probability per distortion (>= 0.5), its severity the mean predicted severity, its quality the
+mean predicted quality, like the LVQ challenge scored whole clips. Reports the ICIP 2020 metrics
+(micro-F1 over all clips and over single-distortion clips, exact-match accuracy), per-distortion
+precision/recall/F1, severity accuracy (exact and within one level), quality SROCC/PLCC/KROCC/RMSE
+against the FR target, and model throughput. Writes JSON and a Markdown report.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from model.predict import Predictor
+from model.tasks import severity_to_level
+from training.labels import LabelledItem, LabelError, read_labels_csv, read_lvq
+from training.metrics import identification_metrics, quality_metrics
+
+
+def find_labels(data: Path, tasks) -> list[LabelledItem]:
+    data = Path(data)
+    if data.is_file():
+        csvs = [data]
+    elif (data / "labels.csv").exists():
+        csvs = [data / "labels.csv"]
+    else:
+        csvs = sorted(data.glob("*.csv"))
+    if not csvs:
+        raise LabelError(f"{data}: no labels.csv or LVQ labels CSV found")
+    try:
+        return read_labels_csv(csvs[0], tasks)
+    except LabelError:
+        return read_lvq(csvs[0])
+
+
+def sample_frames(path: Path, count: int) -> list[np.ndarray]:
+    """`count` RGB frames spread evenly over a clip (decoded in order; clips are short)."""
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if not frames:
+        raise ValueError(f"{path}: no video frames")
+    idx = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    return [frames[i] for i in idx]
+
+
+def evaluate(predictor: Predictor, data: Path, frames_per_clip: int = 8, progress: bool = True) -> dict:
+    tasks = predictor.tasks
+    items = find_labels(data, tasks)
+    probs, sevs, quals, analysed, infer_s = [], [], [], 0, 0.0
+    for item in tqdm(items, desc="evaluate", unit="clip", disable=not progress):
+        frames = sample_frames(item.path, frames_per_clip)
+        t = time.perf_counter()
+        preds = predictor.predict(frames)
+        infer_s += time.perf_counter() - t
+        analysed += len(frames)
+        probs.append([np.mean([p.probabilities[k] for p in preds]) for k in tasks])
+        sevs.append([np.mean([p.severities[k] for p in preds]) for k in tasks])
+        quals.append(np.mean([p.quality for p in preds]))
+    prob, sev = np.array(probs), np.array(sevs)
+    y_true = np.array([[it.presence(t) for t in tasks] for it in items])
+    y_pred = np.array([[prob[i, j] >= predictor.thresholds[t] for j, t in enumerate(tasks)] for i in range(len(items))])
+    known = all(v is not None for it in items for v in it.levels.values())
+    report = {"data": str(data), "clips": len(items), "frames_per_clip": frames_per_clip, "model": predictor.name,
+              "tasks": list(tasks)}
+    if known:
+        true_levels = np.array([[it.levels[t] for t in tasks] for it in items])
+        pred_levels = np.where(y_pred, np.maximum(np.vectorize(severity_to_level)(sev), 1), 0)
+        report |= identification_metrics(y_true, y_pred, tasks, true_levels, pred_levels)
+    else:
+        report |= identification_metrics(y_true, y_pred, tasks)
+    targets = [it.quality for it in items]
+    if all(q is not None for q in targets):
+        report["quality"] = quality_metrics(np.array(quals), np.array(targets))
+    report["frames_per_s"] = analysed / infer_s if infer_s else float("nan")
+    report["device"] = str(predictor.device)
+    return report
+
+
+def markdown(report: dict, title: str = "ScopeWatch evaluation") -> str:
+    def f(x):
+        return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
+
+    lines = [f"# {title}", "", f"Data: `{report['data']}` — {report['clips']} clips, {report['frames_per_clip']} "
+             f"frames per clip; model `{report['model']}` on {report['device']}.", "",
+             "| metric | value |", "|---|---|",
+             f"| micro-F1 (all clips) | {f(report['micro_f1'])} |",
+             f"| micro-F1 (single-distortion clips) | {f(report['micro_f1_single'])} |",
+             f"| exact-match accuracy | {f(report['exact_match'])} |"]
+    if "severity_exact" in report:
+        lines += [f"| severity exact | {f(report['severity_exact'])} |",
+                  f"| severity within one level | {f(report['severity_within_one'])} |"]
+    if "quality" in report:
+        q = report["quality"]
+        lines += [f"| quality SROCC | {f(q['srocc'])} |", f"| quality PLCC | {f(q['plcc'])} |",
+                  f"| quality KROCC | {f(q['krocc'])} |", f"| quality RMSE | {f(q['rmse'])} |"]
+    lines += [f"| frames/s (model, batch of {report['frames_per_clip']}) | {report['frames_per_s']:.1f} |", "",
+              "| distortion | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for t, m in report["per_task"].items():
+        lines.append(f"| {t} | {f(m['precision'])} | {f(m['recall'])} | {f(m['f1'])} | {m['support']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    j, m = out / "evaluation.json", out / "evaluation.md"
+    j.write_text(json.dumps(report, indent=1))
+    m.write_text(markdown(report))
+    return j, m

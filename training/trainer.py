@@ -1,0 +1,213 @@
+"""`scopewatch train`: the multi-task trainer (one file; defaults at the top, nanoGPT style).
+
+Samples are synthesised on the fly from clean content (training.dataset). Loss = presence BCE +
+severity L1 (on present distortions) + quality L1 (scaled to [0, 1]) + `nss_weight` x NSS L1 (on
+standardised features). Validation uses content that training never sees (other procedural seeds,
+other frames and time ranges of the real videos): split by source content, never by patch. The
+best validation score is kept as `best.pt`; `last.pt` holds optimizer state and step for resuming.
+Resuming rebuilds the model from the checkpoint's own architecture and arguments.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from model.factory import create_model
+from model.predict import Prediction
+from model.tasks import DEFAULT_TASKS, severity_to_level
+from training.content import open_content
+from training.dataset import SynthPatchDataset
+from training.metrics import identification_metrics, quality_metrics
+
+log = logging.getLogger("scopewatch.train")
+SURGICAL = "../shared/data/surgical"
+
+
+@dataclass
+class TrainConfig:
+    model: str = "scopewatch_lap5"
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    # Training and validation content never share a source: other procedural seeds, other frames
+    # of the real still set, another time range of the real video. Missing paths are skipped.
+    train_content: tuple[str, ...] = ("procedural:0-48", f"{SURGICAL}/train_clean[0:16]",
+                                      f"{SURGICAL}/real_clean_video/cholec_endo_720p.mp4@0:8")
+    val_content: tuple[str, ...] = ("procedural:1000-1012", f"{SURGICAL}/real_clean_video/cholec_endo_720p.mp4@8:")
+    steps: int = 3500
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: int = 150
+    nss_weight: float = 0.2
+    quality_weight: float = 2.0
+    severity_weight: float = 1.0
+    val_every: int = 250
+    val_samples: int = 384
+    workers: int = 1
+    seed: int = 0
+    out: str = "runs/default"
+
+    @classmethod
+    def from_json(cls, path: Path) -> "TrainConfig":
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+        for k in ("tasks", "train_content", "val_content"):
+            if k in data:
+                data[k] = tuple(data[k])
+        return cls(**data)
+
+
+def load_contents(specs, seed: int) -> list:
+    out = []
+    for spec in specs:
+        path = spec.split("[")[0].split("@")[0]
+        if not spec.startswith("procedural") and not Path(path).exists():
+            log.warning("content %s not found: skipped", spec)
+            continue
+        out += open_content(spec, (640, 360), seed=seed)
+    if not out:
+        raise ValueError("no training content found")
+    return out
+
+
+def get_lr(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def losses(model, out: dict, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    presence = F.binary_cross_entropy_with_logits(out["presence_logits"], batch["presence"])
+    present = batch["presence"]
+    severity = ((out["severity"] - batch["severity"]).abs() * present).sum() / present.sum().clamp_min(1.0)
+    quality = (out["quality"] - batch["quality"]).abs().mean() / 100.0
+    nss_target = (batch["nss"] - model.nss_mean) / model.nss_std
+    nss = (out["nss"] - nss_target).abs().mean()
+    total = presence + cfg.severity_weight * severity + cfg.quality_weight * quality + cfg.nss_weight * nss
+    return {"loss": total, "presence": presence, "severity": severity, "quality": quality, "nss": nss}
+
+
+def model_inputs(batch: dict) -> dict:
+    return {k: batch[k] for k in ("patches", "context", "mask")}
+
+
+@torch.no_grad()
+def evaluate_batches(model, batches: list[dict], cfg: TrainConfig) -> dict:
+    model.eval()
+    probs, sev, qual, ys, ss, qs, tot = [], [], [], [], [], [], []
+    for b in batches:
+        out = model(**model_inputs(b))
+        tot.append(losses(model, out, b, cfg)["loss"].item())
+        probs.append(torch.sigmoid(out["presence_logits"]))
+        sev.append(out["severity"])
+        qual.append(out["quality"])
+        ys.append(b["presence"])
+        ss.append(b["severity"])
+        qs.append(b["quality"])
+    model.train()
+    prob, sev = torch.cat(probs).numpy(), torch.cat(sev).numpy()
+    y, s = torch.cat(ys).numpy() > 0.5, torch.cat(ss).numpy()
+    pred = prob >= 0.5
+    to_level = np.vectorize(severity_to_level)
+    m = identification_metrics(y, pred, cfg.tasks, to_level(s) * y, np.maximum(to_level(sev), 1) * pred)
+    m |= quality_metrics(torch.cat(qual).numpy(), torch.cat(qs).numpy())
+    m["loss"] = float(np.mean(tot))
+    m["score"] = float(np.nanmean([m["micro_f1"], m["exact_match"], m["severity_within_one"], m["srocc"]]))
+    return m
+
+
+def fixed_batches(contents, cfg: TrainConfig, seed: int) -> list[dict]:
+    ds = SynthPatchDataset(contents, cfg.tasks, create_model(cfg.model, cfg.tasks).input_cfg,
+                           seed=seed, length=cfg.val_samples)
+    return list(DataLoader(ds, batch_size=cfg.batch_size))
+
+
+def nss_statistics(contents, cfg: TrainConfig, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    ds = SynthPatchDataset(contents, cfg.tasks, create_model(cfg.model, cfg.tasks).input_cfg,
+                           seed=cfg.seed + 777, length=n)
+    feats = torch.cat([s["nss"] for s in ds])
+    return feats.mean(0), feats.std(0).clamp_min(1e-3)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - cfg.workers))
+    train_contents = load_contents(cfg.train_content, cfg.seed)
+    val_contents = load_contents(cfg.val_content, cfg.seed)
+    log.info("content: %d training sources, %d validation sources", len(train_contents), len(val_contents))
+
+    step, best = 0, -math.inf
+    if resume and (out / "last.pt").exists():
+        ckpt = read_checkpoint(out / "last.pt")
+        model = load_checkpoint(out / "last.pt").train()  # rebuilt from the checkpoint's own args
+        state = ckpt["extra"]
+        step, best = int(state["step"]), float(state["best_score"])
+        log.info("resuming %s at step %d (best score %.4f)", out / "last.pt", step, best)
+    else:
+        model = create_model(cfg.model, cfg.tasks).train()
+        model.nss_mean, model.nss_std = nss_statistics(train_contents, cfg)
+    model = model.to(memory_format=torch.channels_last)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    if resume and step:
+        opt.load_state_dict(state["optimizer"])
+
+    val = fixed_batches(val_contents, cfg, seed=cfg.seed + 10_000)
+    # The stream's seed includes the step, so a resumed run continues with fresh samples.
+    stream = SynthPatchDataset(train_contents, cfg.tasks, model.input_cfg, seed=cfg.seed * 1_000_003 + step)
+    loader = iter(DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,
+                             persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None))
+    history_path = out / "history.json"
+    history = json.loads(history_path.read_text()) if resume and step and history_path.exists() else []
+    history = [h for h in history if h["step"] <= step]
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not progress)
+    t0 = time.time()
+    while step < cfg.steps:
+        for g in opt.param_groups:
+            g["lr"] = get_lr(step, cfg)
+        batch = next(loader)
+        out_ = model(**model_inputs(batch))
+        parts = losses(model, out_, batch, cfg)
+        opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix({k: f"{v.item():.3f}" for k, v in parts.items()})
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            m = evaluate_batches(model, val, cfg)
+            history.append({"step": step, "elapsed_s": round(time.time() - t0, 1),
+                            **{k: v for k, v in m.items() if k != "per_task"}})
+            improved = m["score"] > best
+            if improved:
+                best = m["score"]
+                save_checkpoint(model, out / "best.pt", training=asdict(cfg), metrics={"validation": m, "step": step})
+            save_checkpoint(model, out / "last.pt", training=asdict(cfg), metrics={"validation": m},
+                            extra={"step": step, "best_score": best, "optimizer": opt.state_dict()})
+            history_path.write_text(json.dumps(history, indent=1))
+            tqdm.write(f"step {step}: val loss {m['loss']:.3f} micro-F1 {m['micro_f1']:.3f} exact {m['exact_match']:.3f} "
+                       f"sev±1 {m['severity_within_one']:.3f} SROCC {m['srocc']:.3f}{'  *best*' if improved else ''}")
+    bar.close()
+    return out / "best.pt"

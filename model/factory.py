@@ -24,7 +24,8 @@ def register_model(fn: Callable[..., QualityNet]) -> Callable[..., QualityNet]:
 
 @register_model
 def scopewatch_lap5(tasks=DEFAULT_TASKS, **kwargs) -> QualityNet:
-    """Default: 5 conv stages (16-96 channels), 8 patches of 64 px + a 96x160 context view."""
+    """Default: 5 conv stages (16-96 channels) pooled at stages 2, 3 and 5; 8 patches of 64 px
+    plus a 96x160 context view."""
     return QualityNet(tasks, widths=(16, 32, 48, 64, 96), **kwargs)
 
 

@@ -6,8 +6,9 @@ Layout follows timm's model files: blocks, the main class (`forward_features`, `
 * Trunk (shared, Ameur et al.): conv-BN-ReLU stages, stride 16 overall. It runs on the K patches of
   a frame (full analysis resolution: noise, fine detail) and on the low-resolution context view of
   the whole frame (smoke and illumination are global).
-* Pooling: each patch -> mean and std of its feature map (std keeps texture energy, the cue for
-  blur and noise); patches -> mean and std across the K patches (aggregation that sees both the
+* Pooling: each patch -> mean and std of the maps of an early, a middle and the last stage (std
+  keeps texture energy, the cue for blur and noise; the early maps keep its orientation, which
+  tells motion blur from defocus); patches -> mean and std across the K patches (aggregation that sees both the
   typical patch and how much they disagree, i.e. local vs global distortions); context -> mean and
   std over the cells inside the field of view (std of the context = brightness/veil spread).
 * Heads on the fused frame vector: presence logits (one binary classifier per task), severity in
@@ -30,16 +31,36 @@ class ConvBNAct(nn.Sequential):
 
 
 class Trunk(nn.Module):
-    def __init__(self, widths: tuple[int, ...]):
+    """Conv stages; `forward` returns the maps of the `taps` stages (early ones keep the oriented,
+    fine-scale texture energy that tells a motion streak from a defocus disk, and noise from detail)."""
+
+    def __init__(self, widths: tuple[int, ...], taps: tuple[int, ...]):
         super().__init__()
         strides = (1,) + (2,) * (len(widths) - 1)
         chans = (3,) + tuple(widths)
-        self.stages = nn.Sequential(*[ConvBNAct(a, b, s) for a, b, s in zip(chans, chans[1:], strides)])
-        self.stride = 2 ** (len(widths) - 1)
-        self.out_channels = widths[-1]
+        self.stages = nn.ModuleList([ConvBNAct(a, b, s) for a, b, s in zip(chans, chans[1:], strides)])
+        self.taps = tuple(i % len(widths) for i in taps)
+        self.out_channels = sum(widths[i] for i in self.taps)
 
-    def forward(self, x):
-        return self.stages(x)
+    def forward(self, x) -> list[torch.Tensor]:
+        maps = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.taps:
+                maps.append(x)
+        return maps
+
+
+def _pool_maps(maps: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean and std of every tapped map over space (within the mask, resized to each map)."""
+    out = []
+    for m in maps:
+        weight = None
+        if mask is not None:
+            cell = F.adaptive_avg_pool2d(mask, m.shape[-2:])
+            weight = (cell > 0.5).float() + 1e-3
+        out.append(_mean_std(m, (2, 3), weight))
+    return torch.cat(out, dim=-1)
 
 
 def _mean_std(x: torch.Tensor, dims, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -55,12 +76,12 @@ def _mean_std(x: torch.Tensor, dims, weight: torch.Tensor | None = None) -> torc
 
 class QualityNet(nn.Module):
     def __init__(self, tasks: tuple[str, ...], widths: tuple[int, ...] = (16, 32, 48, 64, 96),
-                 hidden: int = 192, aux_hidden: int = 64, num_nss: int = 33,
+                 taps: tuple[int, ...] = (1, 2, -1), hidden: int = 192, aux_hidden: int = 64, num_nss: int = 33,
                  input_cfg: InputConfig | None = None):
         super().__init__()
         self.tasks = tuple(tasks)
         self.input_cfg = input_cfg or InputConfig()
-        self.trunk = Trunk(tuple(widths))
+        self.trunk = Trunk(tuple(widths), tuple(taps))
         c = self.trunk.out_channels
         self.neck = nn.Sequential(nn.Linear(6 * c, hidden), nn.ReLU(inplace=True), nn.Dropout(0.1))
         self.presence = nn.Linear(hidden, len(self.tasks))
@@ -85,11 +106,8 @@ class QualityNet(nn.Module):
         """patches (B, K, P, P, 3) uint8; context (B, Hc, Wc, 3) uint8; mask (B, Hc, Wc) in [0, 1].
         Returns the fused frame vector (B, 6C) and per-patch pooled features (B, K, 2C)."""
         b, k = patches.shape[:2]
-        pf = self.trunk(self._normalise(patches.flatten(0, 1)))
-        per_patch = _mean_std(pf, (2, 3)).view(b, k, -1)
-        cf = self.trunk(self._normalise(context))
-        cell_mask = F.adaptive_avg_pool2d(mask[:, None].float(), cf.shape[-2:])
-        ctx = _mean_std(cf, (2, 3), weight=(cell_mask > 0.5).float() + 1e-3)
+        per_patch = _pool_maps(self.trunk(self._normalise(patches.flatten(0, 1)))).view(b, k, -1)
+        ctx = _pool_maps(self.trunk(self._normalise(context)), mask[:, None].float())
         across = _mean_std(per_patch.transpose(1, 2), (2,))
         return torch.cat([across, ctx], dim=1), per_patch
 

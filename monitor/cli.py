@@ -162,6 +162,138 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _monitor_config(args):
+    from monitor.config import ScopeWatchConfig
+    cfg = ScopeWatchConfig()
+    cfg.sampling.fps = None if args.every_frame else args.fps
+    cfg.source.realtime = getattr(args, "realtime", False)
+    cfg.model.weights, cfg.model.device = args.weights, args.device
+    cfg.output.webhook = args.webhook
+    if getattr(args, "rtsp_transport", None):
+        cfg.source.rtsp_transport = args.rtsp_transport
+    if getattr(args, "timeout", None):
+        cfg.source.open_timeout_s = args.timeout
+    return cfg
+
+
+def _open_source(uri, cfg):
+    from monitor.sources import SourceError, open_source
+    try:
+        source = open_source(uri, cfg.source)
+        source.open()
+        return source
+    except SourceError as e:
+        raise UsageError(str(e)) from None
+
+
+def _sidecar(video: str, given, suffix: str, many: bool, option: str) -> Path:
+    if given is not None:
+        if many:
+            raise UsageError(f"{option} names one file: give one video, or leave it out to write beside each video")
+        return Path(given)
+    return Path(f"{video}.scopewatch{suffix}")
+
+
+def _check_writable(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists() or not os.access(parent, os.W_OK):
+        raise UsageError(f"cannot write {path} (folder missing or read-only); choose another place with --csv/--events")
+
+
+def cmd_analyze(args) -> int:
+    from tqdm import tqdm
+    from monitor.session import Session
+
+    cfg = _monitor_config(args)
+    many = len(args.videos) > 1
+    jobs = []
+    for video in args.videos:  # check everything before analysing anything
+        source = _open_source(video, cfg)
+        csv_path = _sidecar(video, args.csv, ".csv", many, "--csv")
+        events_path = _sidecar(video, args.events, ".events.json", many, "--events")
+        _check_writable(csv_path)
+        _check_writable(events_path)
+        jobs.append((video, source, csv_path, events_path))
+    predictor = _predictor(args.weights, args.device)
+    failures = 0
+    for video, source, csv_path, events_path in jobs:
+        session = Session(source, predictor, cfg, csv_path, events_path)
+        total = source.info.duration_s
+        bar = tqdm(total=round(total, 1) if total else None, desc=Path(video).name, unit="s", disable=args.quiet,
+                   bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s [{elapsed}<{remaining}]")
+
+        def tick(m, bar=bar):
+            bar.n = round(m.last_time_s, 1)
+            bar.refresh()
+
+        try:
+            session.run(on_tick=tick)
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"{video}: interrupted; {csv_path} keeps {session.csv.rows} rows", file=sys.stderr)
+            return 130
+        tick(session.monitor.metrics)
+        bar.close()
+        m = session.monitor.metrics
+        print(f"\n{video}: {m.analysed} frames analysed of {m.decoded} decoded -> {csv_path}, {events_path}")
+        print(session.summary_text())
+        if session.monitor.failed or session.monitor.error:
+            failures += 1
+            reason = session.monitor.failed or session.monitor.error
+            print(f"scopewatch analyze: error: {video}: {reason}; {csv_path} keeps the "
+                  f"{sum(1 for r in session.timeline.results if r.analysed)} frames analysed before it", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_watch(args) -> int:
+    from monitor.session import Session
+
+    cfg = _monitor_config(args)
+    source = _open_source(args.source, cfg)
+    for path in (args.csv, args.events):
+        if path is not None:
+            _check_writable(Path(path))
+    session = Session(source, _predictor(args.weights, args.device), cfg, args.csv, args.events)
+    tty = sys.stderr.isatty()
+
+    def status(m):
+        r = m.last_result
+        present = ", ".join(f"{t} {p:.2f}" for t, p in (r.probabilities.items() if r and r.analysed else ())
+                            if p >= 0.5) or "none"
+        q = f"{r.quality:.0f}" if r and r.quality is not None else "-"
+        lat = m.latency_percentile(50)
+        line = (f"[{m.state.value}] t={m.last_time_s:7.1f}s quality {q:>3} | distortions: {present} | "
+                f"{m.inference_fps:4.1f} fps, latency {lat or 0:5.0f} ms, dropped {m.dropped}")
+        print(("\r" + line.ljust(120)) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    try:
+        session.run(args.duration, on_tick=status)
+    except KeyboardInterrupt:
+        session.monitor.stop()
+        session.finish()
+        print("\nstopped", file=sys.stderr)
+    if tty:
+        print(file=sys.stderr)
+    print(session.summary_text())
+    if session.monitor.failed and not session.timeline.analysed():
+        print(f"scopewatch watch: error: {session.monitor.failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_model_args(p):
+    p.add_argument("--weights", type=Path, help="checkpoint (default: the shipped weights)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs (default auto: CUDA when present)")
+    p.add_argument("--webhook", help="POST each event as JSON to this URL")
+
+
+def _add_sampling_args(p, default_fps):
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--fps", type=_positive(float), default=default_fps,
+                   help=f"analysed frames per second of media (default {default_fps or 'every frame'})")
+    g.add_argument("--every-frame", action="store_true", help="analyse every decoded frame")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scopewatch", description="Real-time distortion and quality monitor for surgical video.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -218,6 +350,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="report folder (default DATA/evaluation)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("analyze", help="analyse recorded videos into a CSV timeline and events",
+                       description="Decode each VIDEO (any container/codec FFmpeg reads), analyse frames and write "
+                                   "a CSV timeline (one row per analysed frame) and an events JSON, then print a "
+                                   "summary. Default sampling is 5 frames per second of video: episodes are "
+                                   "resolved to 0.2 s while a long recording is analysed at decoding speed. "
+                                   "Exit status 1 when a video breaks off midway (its CSV keeps every row before).")
+    p.add_argument("videos", nargs="+", metavar="VIDEO")
+    p.add_argument("--csv", help="timeline CSV (default VIDEO.scopewatch.csv beside each video)")
+    p.add_argument("--events", help="events JSON (default VIDEO.scopewatch.events.json)")
+    _add_sampling_args(p, 5.0)
+    p.add_argument("--realtime", action="store_true", help="play the file at its own pace, as a live feed")
+    _add_model_args(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_analyze)
+
+    p = sub.add_parser("watch", help="monitor a live feed (stream URL, device or file played live)",
+                       description="Watch SOURCE: rtsp://, rtmp://, http(s):// (HLS), udp://, rtp://, srt://, "
+                                   "tcp:// (MPEG-TS), /dev/videoN, a file (with --realtime), or synthetic:SECONDS. "
+                                   "Shows a live status line; Ctrl-C stops cleanly with files closed. A dropped "
+                                   "stream is reopened with back-off and the gap is recorded.")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("--csv", help="timeline CSV to write")
+    p.add_argument("--events", help="events JSON to write")
+    p.add_argument("--duration", type=_positive(float), help="stop after this many seconds")
+    _add_sampling_args(p, None)
+    p.add_argument("--realtime", action="store_true", help="for a file: play it at its own pace")
+    p.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="RTSP transport (default tcp)")
+    p.add_argument("--timeout", type=_positive(float), help="seconds to wait when opening a stream (default 10)")
+    _add_model_args(p)
+    p.set_defaults(run=cmd_watch)
 
     p = sub.add_parser("contact-sheet", help="one frame at every distortion and level, as an image",
                        description="Render FRAME (default: a procedural scene) with every distortion at "

@@ -33,12 +33,12 @@ def test_metrics_on_known_cases():
 @pytest.mark.slow
 def test_short_training_learns_to_separate_one_distortion(tmp_path):
     cfg = TrainConfig(model="scopewatch_lap5_small", tasks=("defocus_blur",), train_content=("procedural:0-4",),
-                      val_content=("procedural:100-102",), steps=120, batch_size=16, lr=3e-3, warmup=10,
-                      val_every=60, val_samples=32, workers=0, out=str(tmp_path / "run"))
+                      val_content=("procedural:100-102",), steps=150, batch_size=16, lr=1e-2, warmup=10,
+                      val_every=75, val_samples=32, workers=0, out=str(tmp_path / "run"))
     best = train(cfg, progress=False)
     assert (tmp_path / "run" / "last.pt").exists()
     history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert [h["step"] for h in history] == [60, 120]
+    assert [h["step"] for h in history] == [75, 150]
     model = load_checkpoint(best)
     assert list(model.checkpoint_meta["training"]["tasks"]) == ["defocus_blur"]
     pred = Predictor(model, "cpu")

@@ -1,0 +1,184 @@
+"""From per-frame probabilities to episodes a person cares about.
+
+Probabilities are smoothed in time (exponential, time constant `smoothing_s`, using the real time
+between analysed frames) and thresholded with hysteresis (open at `on_threshold`, close under
+`off_threshold`), so an episode neither flickers at the boundary nor starts on one bad frame.
+Episodes shorter than `min_duration_s` are dropped. Besides one episode kind per distortion there
+are the cheap checks of broadcast monitors (FFmpeg's blackdetect/freezedetect): quality below a
+threshold, a frozen picture, a black picture. Each event keeps a JPEG thumbnail of its worst frame.
+"""
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from monitor.config import EventConfig
+from monitor.records import FrameResult
+
+
+@dataclass
+class Event:
+    kind: str  # "distortion" | "low_quality" | "freeze" | "black"
+    name: str  # the distortion (task) name, or the kind
+    source_id: str
+    start_s: float
+    end_s: float
+    peak: float  # highest probability (for quality events: lowest quality)
+    mean: float
+    mean_quality: float | None
+    worst_time_s: float
+    frames: int
+    start_wallclock: str
+    thumbnail_jpeg: bytes | None = field(default=None, repr=False)
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["duration_s"] = round(self.duration_s, 3)
+        d["thumbnail_jpeg"] = base64.b64encode(self.thumbnail_jpeg).decode() if self.thumbnail_jpeg else None
+        return d
+
+
+def thumbnail(image: np.ndarray, width: int) -> bytes:
+    h = max(1, round(image.shape[0] * width / image.shape[1]))
+    small = cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return buf.tobytes() if ok else b""
+
+
+class _Episode:
+    """One open episode, accumulating its statistics."""
+
+    def __init__(self, r: FrameResult, value: float, image, worse_is_higher: bool):
+        self.start, self.end = r.time_s, r.time_s
+        self.start_wallclock = r.wallclock
+        self.values, self.qualities = [value], [r.quality]
+        self.worse_is_higher = worse_is_higher
+        self.worst, self.worst_time, self.worst_image = value, r.time_s, image
+
+    def add(self, r: FrameResult, value: float, image):
+        self.end = r.time_s
+        self.values.append(value)
+        self.qualities.append(r.quality)
+        if (value > self.worst) if self.worse_is_higher else (value < self.worst):
+            self.worst, self.worst_time, self.worst_image = value, r.time_s, image
+
+    def event(self, kind, name, source_id, width) -> Event:
+        q = [x for x in self.qualities if x is not None]
+        return Event(kind, name, source_id, self.start, self.end, float(self.worst), float(np.mean(self.values)),
+                     float(np.mean(q)) if q else None, self.worst_time, len(self.values), self.start_wallclock,
+                     thumbnail(self.worst_image, width) if self.worst_image is not None else None)
+
+
+class EventDetector:
+    def __init__(self, tasks, cfg: EventConfig | None = None, thresholds: dict[str, float] | None = None):
+        self.tasks = tuple(tasks)
+        self.cfg = cfg or EventConfig()
+        self.smoothed: dict[str, float] = {}
+        self.open: dict[str, _Episode] = {}
+        self.last_time: float | None = None
+        self.events: list[Event] = []
+        self._prev_small: np.ndarray | None = None
+        self._frozen_since: float | None = None
+        self._black_since: float | None = None
+
+    def _alpha(self, t: float) -> float:
+        if self.last_time is None or self.cfg.smoothing_s == 0:
+            return 1.0
+        return 1.0 - math.exp(-max(0.0, t - self.last_time) / self.cfg.smoothing_s)
+
+    def update(self, r: FrameResult, image: np.ndarray | None = None) -> list[Event]:
+        """Feed one result (and its analysis frame); return the events that closed with it."""
+        if not r.analysed:
+            return self.flush(r.time_s) if r.stream_state.value in ("stalled", "reconnecting", "ended", "failed") else []
+        a = self._alpha(r.time_s)
+        self.last_time = r.time_s
+        closed: list[Event] = []
+        signals = {t: r.probabilities[t] for t in self.tasks if t in r.probabilities}
+        for name, p in signals.items():
+            s = self.smoothed[name] = p if name not in self.smoothed else self.smoothed[name] + a * (p - self.smoothed[name])
+            closed += self._hysteresis(name, "distortion", s >= self.cfg.on_threshold, s < self.cfg.off_threshold,
+                                       r, p, image, worse_is_higher=True)
+        if r.quality is not None:
+            q = self.smoothed["quality"] = r.quality if "quality" not in self.smoothed else \
+                self.smoothed["quality"] + a * (r.quality - self.smoothed["quality"])
+            closed += self._hysteresis("low_quality", "low_quality", q < self.cfg.quality_below,
+                                       q >= self.cfg.quality_below + 5.0, r, r.quality, image, worse_is_higher=False)
+        if image is not None:
+            closed += self._picture_checks(r, image)
+        return closed
+
+    def _hysteresis(self, key, kind, turn_on, turn_off, r, value, image, worse_is_higher) -> list[Event]:
+        ep = self.open.get(key)
+        if ep is None:
+            if turn_on:
+                self.open[key] = _Episode(r, value, image, worse_is_higher)
+            return []
+        ep.add(r, value, image)
+        if turn_off:
+            return self._close(key, kind)
+        return []
+
+    def _close(self, key: str, kind: str) -> list[Event]:
+        ep = self.open.pop(key)
+        if ep.end - ep.start < self.cfg.min_duration_s:
+            return []
+        ev = ep.event(kind, key, self._source, self.cfg.thumbnail_width)
+        self.events.append(ev)
+        return [ev]
+
+    def _picture_checks(self, r: FrameResult, image: np.ndarray) -> list[Event]:
+        small = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
+        closed = []
+        frozen = self._prev_small is not None and float(np.abs(small - self._prev_small).mean()) < self.cfg.freeze_diff
+        self._prev_small = small
+        black = float(small.mean()) < self.cfg.black_luma
+        for key, active, since_attr, min_s in (("freeze", frozen and not black, "_frozen_since", self.cfg.freeze_s),
+                                               ("black", black, "_black_since", self.cfg.black_s)):
+            since = getattr(self, since_attr)
+            if active:
+                if since is None:
+                    setattr(self, since_attr, r.time_s)
+                    self.open[key] = _Episode(r, 1.0, image, True)
+                else:
+                    self.open[key].add(r, 1.0, image)
+            elif since is not None:
+                setattr(self, since_attr, None)
+                ep = self.open.pop(key)
+                if ep.end - ep.start >= min_s:
+                    ev = ep.event(key, key, self._source, self.cfg.thumbnail_width)
+                    self.events.append(ev)
+                    closed.append(ev)
+        return closed
+
+    _source = ""
+
+    def bind(self, source_id: str) -> "EventDetector":
+        self._source = source_id
+        return self
+
+    def flush(self, time_s: float | None = None) -> list[Event]:
+        """Close every open episode (end of stream or a gap: an episode never spans a gap)."""
+        closed = []
+        for key in list(self.open):
+            kind = "distortion" if key in self.tasks else key
+            if key in ("freeze", "black"):
+                ep = self.open.pop(key)
+                setattr(self, "_frozen_since" if key == "freeze" else "_black_since", None)
+                if ep.end - ep.start >= (self.cfg.freeze_s if key == "freeze" else self.cfg.black_s):
+                    ev = ep.event(key, key, self._source, self.cfg.thumbnail_width)
+                    self.events.append(ev)
+                    closed.append(ev)
+            else:
+                closed += self._close(key, kind)
+        self.smoothed.clear()
+        self.last_time = None
+        self._prev_small = None
+        return closed

@@ -1,0 +1,67 @@
+"""One monitored source with its outputs attached: the Monitor plus timeline, events detector,
+CSV and events writers and optional webhook, wired as sinks. `analyze`, `watch` and the
+dashboard all build a Session, so every front end writes exactly the same files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from model.predict import Predictor
+from monitor.config import ScopeWatchConfig
+from monitor.events import EventDetector
+from monitor.export import CsvTimelineWriter, EventsJsonWriter
+from monitor.pipeline import Monitor
+from monitor.sources import FrameSource
+from monitor.timeline import Timeline, format_summary
+from monitor.webhook import WebhookSender
+
+
+class Session:
+    def __init__(self, source: FrameSource, predictor: Predictor, cfg: ScopeWatchConfig,
+                 csv_path: str | Path | None = None, events_path: str | Path | None = None):
+        self.cfg = cfg
+        tasks = predictor.tasks
+        self.timeline = Timeline(tasks, predictor.thresholds)
+        self.detector = EventDetector(tasks, cfg.events).bind(source.source_id)
+        self.csv = CsvTimelineWriter(csv_path, tasks, cfg.output.flush_s) if csv_path else None
+        self.events_out = EventsJsonWriter(events_path, source.source_id, tasks) if events_path else None
+        self.webhook = WebhookSender(cfg.output.webhook) if cfg.output.webhook else None
+        self.latest_image = None
+        self.monitor = Monitor(source, predictor, cfg, sinks=[self._on_result])
+
+    def _on_result(self, result, image) -> None:
+        self.timeline(result)
+        if image is not None:
+            self.latest_image = image
+        if self.csv:
+            self.csv.write(result)
+        for event in self.detector.update(result, image):
+            self._publish(event)
+
+    def _publish(self, event) -> None:
+        if self.events_out:
+            self.events_out.add(event)
+        if self.webhook:
+            self.webhook.send(event.to_dict())
+
+    @property
+    def events(self):
+        return self.detector.events
+
+    def finish(self) -> None:
+        """Close open episodes and every file; safe to call more than once."""
+        for event in self.detector.flush():
+            self._publish(event)
+        if self.csv:
+            self.csv.close()
+        if self.webhook:
+            self.webhook.close()
+
+    def run(self, duration_s=None, on_tick=None) -> None:
+        try:
+            self.monitor.run(duration_s, on_tick)
+        finally:
+            self.finish()
+
+    def summary_text(self) -> str:
+        tasks, overall = self.timeline.summary(self.events)
+        return format_summary(tasks, overall, self.events)

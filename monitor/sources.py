@@ -1,0 +1,370 @@
+"""Where frames come from: files and live streams through PyAV, capture devices through OpenCV,
+and a synthetic scene (the test double). All behind one `FrameSource` interface.
+
+A source yields `RawFrame`s (decoded but not yet converted: the capture stage converts only the
+frames the sampler keeps, straight to the model's analysis size with libswscale) and
+`StateChange`s (connecting, live, stalled, reconnecting, ended, failed) in stream order. Time is
+the frame's pts in its stream's time_base (`time_s` = pts x time_base), never a frame counter.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import urlparse
+
+import av
+import numpy as np
+
+from monitor.buffer import Control
+from monitor.config import SourceConfig
+from monitor.records import StreamState
+
+log = logging.getLogger("scopewatch.source")
+
+NETWORK_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp", "hls"}
+SizeFn = Callable[[int, int], tuple[int, int]]
+
+
+class SourceError(Exception):
+    """A source that cannot be opened or read: one line for the user."""
+
+
+@dataclass
+class RawFrame:
+    index: int
+    pts: int | None
+    time_s: float
+    wall_time: float
+    width: int
+    height: int
+    av_frame: av.VideoFrame | None = None
+    array: np.ndarray | None = None  # RGB, for sources that do not decode with PyAV
+
+    def to_rgb(self, size: tuple[int, int]) -> np.ndarray:
+        if self.av_frame is not None:
+            f = self.av_frame
+            if (f.width, f.height) != size:
+                f = f.reformat(size[0], size[1], format="rgb24", interpolation="AREA")
+            return f.to_ndarray(format="rgb24")
+        import cv2
+        if (self.array.shape[1], self.array.shape[0]) == size:
+            return self.array
+        return cv2.resize(self.array, size, interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class StateChange(Control):
+    state: StreamState
+    time_s: float
+    wall_time: float
+    reason: str = ""
+
+
+@dataclass
+class SourceInfo:
+    width: int = 0
+    height: int = 0
+    fps: float | None = None
+    codec: str = ""
+    duration_s: float | None = None
+
+
+class FrameSource(ABC):
+    """live: frames arrive on their own clock and are dropped (oldest first) if analysis falls
+    behind; otherwise the source waits for the analysis (back-pressure)."""
+
+    live: bool = False
+
+    def __init__(self, source_id: str):
+        self.source_id = source_id
+        self.info = SourceInfo()
+        self.stop_event = threading.Event()
+
+    def open(self) -> None:
+        """Check the source can be read (raises SourceError); fills `info`."""
+
+    @abstractmethod
+    def frames(self) -> Iterator[RawFrame | StateChange]: ...
+
+    def close(self) -> None:
+        self.stop_event.set()
+
+
+def _av_error(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+class FileSource(FrameSource):
+    """A recorded video of any container/codec FFmpeg reads. Audio is ignored. With `realtime`
+    the file is played at its own pace, as a live feed (frames dropped if analysis lags)."""
+
+    def __init__(self, path: str | Path, realtime: bool = False, source_id: str | None = None):
+        super().__init__(source_id or Path(path).name)
+        self.path = Path(path)
+        self.live = realtime
+        self.container = None
+
+    def open(self):
+        if not self.path.exists():
+            raise SourceError(f"{self.path}: no such file")
+        if self.path.is_dir():
+            raise SourceError(f"{self.path}: is a folder, not a video file")
+        if self.path.stat().st_size == 0:
+            raise SourceError(f"{self.path}: empty file")
+        try:
+            self.container = av.open(str(self.path))
+        except (av.error.FFmpegError, UnicodeDecodeError) as e:
+            raise SourceError(f"{self.path}: not a readable video ({_av_error(e)})") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise SourceError(f"{self.path}: no video stream (audio-only or not a video)")
+        stream = self.container.streams.video[0]
+        cc = stream.codec_context
+        if not cc.width or not cc.height:
+            self.container.close()
+            raise SourceError(f"{self.path}: video stream has no picture size (damaged or unsupported)")
+        duration = float(stream.duration * stream.time_base) if stream.duration else (
+            self.container.duration / 1e6 if self.container.duration else None)
+        self.info = SourceInfo(cc.width, cc.height, float(stream.average_rate) if stream.average_rate else None,
+                               cc.name, duration)
+
+    def frames(self):
+        if self.container is None:
+            self.open()
+        stream = self.container.streams.video[0]
+        fps = self.info.fps or 25.0
+        start_wall = time.time()
+        first_time = None
+        index = 0
+        yield StateChange(StreamState.LIVE, 0.0, start_wall, f"{self.info.codec} {self.info.width}x{self.info.height}")
+        try:
+            for frame in self.container.decode(stream):
+                if self.stop_event.is_set():
+                    return
+                t = frame.time if frame.time is not None else index / fps
+                if first_time is None:
+                    first_time = t
+                if self.live:  # pace by the media clock
+                    delay = start_wall + (t - first_time) - time.time()
+                    if delay > 0 and self.stop_event.wait(delay):
+                        return
+                yield RawFrame(index, frame.pts, t, time.time(), frame.width, frame.height, av_frame=frame)
+                index += 1
+        except av.error.FFmpegError as e:
+            yield StateChange(StreamState.FAILED, 0.0 if first_time is None else t, time.time(),
+                              f"decoding stopped at frame {index}: {_av_error(e)}")
+            return
+        finally:
+            self.container.close()
+        if index == 0:
+            yield StateChange(StreamState.FAILED, 0.0, time.time(), "no decodable video frames")
+            return
+        # A damaged or cut file often just ends early without a decoding error: the container's
+        # declared duration tells. (Its estimate can be off by a frame or two, hence the margin.)
+        declared = self.info.duration_s
+        if declared and t + max(1.0, 3.0 / fps) < declared:
+            yield StateChange(StreamState.FAILED, t, time.time(),
+                              f"file ends early: decoded up to {t:.1f} s of its {declared:.1f} s (truncated or damaged)")
+            return
+        yield StateChange(StreamState.ENDED, t, time.time(), f"{index} frames")
+
+
+class StreamSource(FrameSource):
+    """A live network stream (rtsp, rtmp, http(s)/HLS, udp/rtp MPEG-TS, srt, tcp) through PyAV.
+
+    Opened with low-latency options (no input buffering, small probe) and open/read timeouts, so a
+    dead peer is an error after the timeout rather than a hang. A read that gets nothing for
+    `stall_s` (the watchdog, via FFmpeg's interrupt callback) marks the stream stalled; it is then
+    reopened with back-off. Media time continues across reconnections on the wall clock, so a gap
+    shows as a gap."""
+
+    live = True
+
+    def __init__(self, url: str, cfg: SourceConfig, source_id: str | None = None, fmt: str | None = None):
+        super().__init__(source_id or url)
+        self.url, self.cfg, self.fmt = url, cfg, fmt
+
+    def _options(self) -> dict[str, str]:
+        opts = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "500000", "analyzeduration": "1000000"}
+        scheme = urlparse(self.url).scheme
+        if scheme in ("rtsp", "rtsps"):
+            opts["rtsp_transport"] = self.cfg.rtsp_transport
+        return opts
+
+    def _open(self):
+        fmt = self.fmt
+        if fmt is None and urlparse(self.url).scheme in ("udp", "tcp", "srt", "rtp"):
+            fmt = "mpegts"
+        container = av.open(self.url, format=fmt, options=self._options(),
+                            timeout=(self.cfg.open_timeout_s, min(self.cfg.read_timeout_s, self.cfg.stall_s)))
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"{self.url}: no video stream")
+        return container
+
+    def open(self):
+        # Checked on the first connection inside frames(): opening here would hold the stream open
+        # while nothing reads it.
+        scheme = urlparse(self.url).scheme
+        if scheme not in NETWORK_SCHEMES:
+            raise SourceError(f"{self.url}: unsupported stream scheme {scheme!r}")
+
+    def frames(self):
+        t0 = time.time()
+        index, attempt, ever_live = 0, 0, False
+        last_time = 0.0
+        while not self.stop_event.is_set():
+            yield StateChange(StreamState.CONNECTING if not ever_live else StreamState.RECONNECTING,
+                              last_time, time.time(), self.url)
+            try:
+                container = self._open()
+            except (av.error.FFmpegError, OSError, SourceError) as e:
+                reason = _av_error(e)
+                if not ever_live:  # never reached: a wrong or dead address, not a dropped feed
+                    yield StateChange(StreamState.FAILED, 0.0, time.time(), f"cannot open {self.url}: {reason}")
+                    return
+                if self.cfg.max_reconnects is not None and attempt >= self.cfg.max_reconnects:
+                    yield StateChange(StreamState.FAILED, last_time, time.time(), f"cannot open: {reason}")
+                    return
+                wait = self.cfg.reconnect_backoff_s[min(attempt, len(self.cfg.reconnect_backoff_s) - 1)]
+                attempt += 1
+                if self.stop_event.wait(wait):
+                    return
+                continue
+            stream = container.streams.video[0]
+            cc = stream.codec_context
+            self.info = SourceInfo(cc.width, cc.height, float(stream.average_rate) if stream.average_rate else None, cc.name)
+            session_start = None
+            reason = "end of stream"
+            try:
+                for frame in container.decode(stream):
+                    if self.stop_event.is_set():
+                        return
+                    now = time.time()
+                    t = frame.time if frame.time is not None else 0.0
+                    if session_start is None:
+                        # Media time continues from wall time across reconnections: pts restart per session.
+                        session_start = (now - t0) - t
+                        if not ever_live or attempt:
+                            yield StateChange(StreamState.LIVE, session_start + t, now,
+                                              f"{cc.name} {cc.width}x{cc.height}")
+                        ever_live, attempt = True, 0
+                    last_time = session_start + t
+                    yield RawFrame(index, frame.pts, last_time, now, frame.width, frame.height, av_frame=frame)
+                    index += 1
+            except (av.error.FFmpegError, OSError) as e:
+                reason = _av_error(e)
+            finally:
+                container.close()
+            if self.stop_event.is_set():
+                return
+            state = StreamState.STALLED if "timed out" in reason.lower() or "timeout" in reason.lower() else StreamState.ENDED
+            log.warning("%s: %s (%s); reconnecting", self.url, state.value, reason)
+            yield StateChange(state, last_time, time.time(), reason)
+            if self.cfg.max_reconnects is not None and attempt >= self.cfg.max_reconnects:
+                yield StateChange(StreamState.FAILED, last_time, time.time(), "gave up reconnecting")
+                return
+            wait = self.cfg.reconnect_backoff_s[min(attempt, len(self.cfg.reconnect_backoff_s) - 1)]
+            attempt += 1
+            if self.stop_event.wait(wait):
+                return
+
+
+class DeviceSource(FrameSource):
+    """A local capture device (/dev/videoN, capture cards). PyAV's wheel has no v4l2 input, so
+    OpenCV captures; time is the capture wall clock (devices give no trustworthy pts)."""
+
+    live = True
+
+    def __init__(self, device: str, source_id: str | None = None):
+        super().__init__(source_id or device)
+        self.device = device
+        self.cap = None
+
+    def open(self):
+        import cv2
+        target = int(self.device) if self.device.isdigit() else self.device
+        self.cap = cv2.VideoCapture(target)
+        if not self.cap.isOpened():
+            raise SourceError(f"{self.device}: cannot open capture device")
+        self.info = SourceInfo(int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                               self.cap.get(cv2.CAP_PROP_FPS) or None, "v4l2")
+
+    def frames(self):
+        import cv2
+        if self.cap is None:
+            self.open()
+        t0, index = time.time(), 0
+        yield StateChange(StreamState.LIVE, 0.0, t0, self.device)
+        try:
+            while not self.stop_event.is_set():
+                ok, bgr = self.cap.read()
+                if not ok:
+                    yield StateChange(StreamState.ENDED, time.time() - t0, time.time(), "device stopped delivering")
+                    return
+                now = time.time()
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                yield RawFrame(index, None, now - t0, now, rgb.shape[1], rgb.shape[0], array=rgb)
+                index += 1
+        finally:
+            self.cap.release()
+
+
+class SyntheticSource(FrameSource):
+    """A procedural laparoscopic scene with scheduled distortion episodes (the test double for a
+    camera, and the built-in demo feed). pts counts frames in a 1/fps time base."""
+
+    def __init__(self, seconds: float, fps: int = 25, size: tuple[int, int] = (640, 360), seed: int = 7,
+                 episodes=None, realtime: bool = False, source_id: str = "synthetic"):
+        super().__init__(source_id)
+        self.seconds, self.fps, self.size, self.seed = seconds, fps, size, seed
+        self.episodes = episodes
+        self.live = realtime
+        self.info = SourceInfo(size[0], size[1], float(fps), "synthetic", seconds)
+
+    def frames(self):
+        from training.compose import Recipe
+        from training.scene import ProceduralScene
+        from training.synth import demo_episodes
+
+        scene = ProceduralScene(self.seed, self.size)
+        episodes = demo_episodes(self.seconds) if self.episodes is None else self.episodes
+        recipe = Recipe.sample(episodes, np.random.default_rng(self.seed))
+        start = time.time()
+        yield StateChange(StreamState.LIVE, 0.0, start, "synthetic scene")
+        n = round(self.seconds * self.fps)
+        for i in range(n):
+            t = i / self.fps
+            if self.live and self.stop_event.wait(max(0.0, start + t - time.time())):
+                return
+            if self.stop_event.is_set():
+                return
+            img = recipe.render(scene.frame_at(t), t)
+            yield RawFrame(i, i, t, time.time(), self.size[0], self.size[1], array=img)
+        yield StateChange(StreamState.ENDED, (n - 1) / self.fps, time.time(), f"{n} frames")
+
+
+def open_source(uri: str, cfg: SourceConfig | None = None) -> FrameSource:
+    """Pick the source for `uri`: a network URL, a capture device (/dev/videoN or device:N), the
+    synthetic scene (synthetic:SECONDS), or a video file. Raises SourceError for what cannot work."""
+    cfg = cfg or SourceConfig()
+    parsed = urlparse(uri)
+    if parsed.scheme in NETWORK_SCHEMES:
+        return StreamSource(uri, cfg)
+    if uri.startswith("/dev/video") or parsed.scheme == "device":
+        return DeviceSource(uri.split(":", 1)[1] if parsed.scheme == "device" else uri)
+    if parsed.scheme == "synthetic":
+        try:
+            seconds = float(parsed.path or 60)
+        except ValueError:
+            raise SourceError(f"{uri}: expected synthetic:SECONDS") from None
+        return SyntheticSource(seconds, realtime=cfg.realtime)
+    if parsed.scheme and len(parsed.scheme) > 1 and "://" in uri:
+        raise SourceError(f"{uri}: unsupported scheme {parsed.scheme!r} (use a file, rtsp://, rtmp://, "
+                          "http(s)://, udp://, rtp://, srt://, tcp://, /dev/videoN or synthetic:SECONDS)")
+    return FileSource(uri, realtime=cfg.realtime)

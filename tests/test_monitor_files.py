@@ -1,0 +1,199 @@
+"""The monitor on real encoded files: codecs, containers, VFR, odd sizes, bad input, truncation."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from model import create_model, save_checkpoint
+from model.predict import Predictor
+from model.tasks import DEFAULT_TASKS
+from monitor.config import ScopeWatchConfig
+from monitor.records import csv_columns
+from monitor.session import Session
+from monitor.sources import FileSource, SourceError, open_source
+
+from conftest import ROOT
+from helpers import write_audio_only, write_video
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """An untrained checkpoint: these tests are about the pipeline, not the model's accuracy."""
+    import torch
+    torch.manual_seed(0)
+    return save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path_factory.mktemp("w") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def predictor(weights):
+    from model import load_checkpoint
+    return Predictor(load_checkpoint(weights), "cpu")
+
+
+def run_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def analyse(path, predictor, fps=None, tmp=None):
+    cfg = ScopeWatchConfig()
+    cfg.sampling.fps = fps
+    source = open_source(str(path), cfg.source)
+    source.open()
+    session = Session(source, predictor, cfg, csv_path=tmp / "t.csv" if tmp else None)
+    session.run()
+    return session
+
+
+@pytest.mark.parametrize("codec, container, size", [
+    ("libx264", "mp4", (320, 180)), ("libx265", "mkv", (322, 182)), ("libvpx-vp9", "webm", (320, 180)),
+    ("mpeg4", "avi", (320, 240)), ("libx264", "mov", (256, 144)), ("libx264", "ts", (320, 180)),
+])
+def test_every_codec_and_container_is_analysed(tmp_path, predictor, codec, container, size):
+    path = write_video(tmp_path / f"clip.{container}", codec, size, n=20)
+    s = analyse(path, predictor, tmp=tmp_path)
+    rows = [r for r in s.timeline.results if r.analysed]
+    assert len(rows) == 20 and s.monitor.failed is None
+    assert [r.frame_index for r in rows] == list(range(20))
+    assert np.allclose([r.time_s for r in rows], np.arange(20) / 25, atol=0.002)
+    assert all(set(r.probabilities) == set(DEFAULT_TASKS) for r in rows)
+    assert s.timeline.results[-1].stream_state.value == "ended"
+
+
+def test_variable_frame_rate_time_comes_from_pts(tmp_path, predictor):
+    times = [0.0, 0.04, 0.08, 0.5, 0.52, 1.3, 1.34, 2.0]
+    path = write_video(tmp_path / "vfr.mkv", "libx264", n=len(times), times=times)
+    s = analyse(path, predictor)
+    got = [r.time_s for r in s.timeline.results if r.analysed]
+    assert np.allclose(got, times, atol=0.002)
+
+
+def test_sampling_by_media_time(tmp_path, predictor):
+    path = write_video(tmp_path / "clip.mp4", n=50, fps=25)  # 2 s
+    s = analyse(path, predictor, fps=5)
+    rows = [r for r in s.timeline.results if r.analysed]
+    assert len(rows) == 10
+    assert np.allclose(np.diff([r.time_s for r in rows]), 0.2, atol=0.005)
+    assert s.monitor.metrics.decoded == 50
+
+
+def test_audio_track_is_ignored(tmp_path, predictor):
+    path = write_video(tmp_path / "av.mp4", n=10, audio=True)
+    assert sum(r.analysed for r in analyse(path, predictor).timeline.results) == 10
+
+
+def test_csv_columns_rows_and_events_through_the_cli(tmp_path, weights):
+    path = write_video(tmp_path / "clip.mp4", n=30)
+    r = run_cli("analyze", str(path), "--every-frame", "--weights", str(weights), "-q")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "clip.mp4.scopewatch.csv"
+    rows = read_csv(out)
+    assert list(rows[0]) == csv_columns(DEFAULT_TASKS) == [
+        "time_s", "frame_index", "wallclock", "noise", "smoke", "uneven_illumination", "defocus_blur", "motion_blur",
+        "noise_level", "smoke_level", "uneven_illumination_level", "defocus_blur_level", "motion_blur_level",
+        "quality", "latency_ms", "stream_state"]
+    frames = [x for x in rows if x["noise"] != ""]
+    assert len(frames) == 30
+    for x in frames:
+        assert all(0.0 <= float(x[t]) <= 1.0 for t in DEFAULT_TASKS)
+        assert all(x[f"{t}_level"] in "01234" for t in DEFAULT_TASKS)
+        assert 0.0 <= float(x["quality"]) <= 100.0 and float(x["latency_ms"]) >= 0 and x["stream_state"] == "live"
+        assert x["wallclock"].endswith("+00:00")
+    assert rows[-1]["stream_state"] == "ended"
+    events = json.loads((tmp_path / "clip.mp4.scopewatch.events.json").read_text())
+    assert events["tasks"] == list(DEFAULT_TASKS) and isinstance(events["events"], list)
+    assert "% of time" in r.stdout and "quality: mean" in r.stdout
+
+
+def test_truncated_transport_stream_keeps_the_intact_part(tmp_path, weights):
+    # MPEG-TS declares no duration and FFmpeg skips the garbage without flagging a packet: a cut
+    # TS is indistinguishable from a shorter one, so only the kept rows can be checked here.
+    path = write_video(tmp_path / "full.ts", n=100, size=(320, 180))
+    data = path.read_bytes()
+    cut = tmp_path / "cut.ts"
+    # The first 40% intact, then garbage where the rest of the stream should be.
+    cut.write_bytes(data[: len(data) * 4 // 10] + bytes(np.random.default_rng(0).integers(0, 256, 60000, dtype=np.uint8)))
+    r = run_cli("analyze", str(cut), "--every-frame", "--weights", str(weights), "-q")
+    rows = [x for x in read_csv(tmp_path / "cut.ts.scopewatch.csv") if x["noise"] != ""]
+    assert 30 <= len(rows) < 100 and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("name, options", [("full.mkv", None), ("full.mp4", {"movflags": "faststart"})])
+def test_truncated_file_keeps_rows_before_the_damage_and_fails(tmp_path, weights, name, options):
+    path = write_video(tmp_path / name, n=100, container_options=options)
+    if options:  # faststart puts the index first, so the cut file still opens (and says how long it was)
+        import av
+        with av.open(str(path)) as c:
+            assert c.streams.video[0].frames == 100
+    data = path.read_bytes()
+    cut = tmp_path / f"cut{path.suffix}"
+    cut.write_bytes(data[: len(data) // 2])
+    r = run_cli("analyze", str(cut), "--every-frame", "--weights", str(weights), "-q")
+    rows = read_csv(tmp_path / f"{cut.name}.scopewatch.csv")
+    analysed = [x for x in rows if x["noise"] != ""]
+    assert 20 < len(analysed) < 100
+    assert r.returncode == 1 and "keeps" in r.stderr and "Traceback" not in r.stderr
+    assert rows[-1]["stream_state"] == "failed"
+
+
+def _bad_inputs(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "random.mp4").write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8)))
+    (tmp_path / "text.mp4").write_text("this is a text file, not a video\n" * 50)
+    write_audio_only(tmp_path / "audio.m4a")
+    return {
+        "missing": (str(tmp_path / "nope.mp4"), "no such file"),
+        "folder": (str(tmp_path / "folder"), "is a folder"),
+        "empty": (str(tmp_path / "empty.mp4"), "empty file"),
+        "random": (str(tmp_path / "random.mp4"), "not a readable video"),
+        "text": (str(tmp_path / "text.mp4"), "not a readable video"),
+        "audio": (str(tmp_path / "audio.m4a"), "no video stream"),
+        "scheme": ("ftp://127.0.0.1/x.mp4", "unsupported scheme"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "folder", "empty", "random", "text", "audio", "scheme"])
+def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, weights, case):
+    target, message = _bad_inputs(tmp_path)[case]
+    r = run_cli("analyze", target, "--weights", str(weights), "-q")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fps", "0"], "positive"), (["--fps", "x"], "positive"), (["--fps", "5", "--every-frame"], "not allowed"),
+    (["--device", "tpu"], "invalid choice"), (["--weights", "/no/such.pt"], "no such checkpoint"),
+])
+def test_bad_option_values(tmp_path, args, message):
+    path = write_video(tmp_path / "clip.mp4", n=5)
+    r = run_cli("analyze", str(path), *args)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_url_fails_after_the_timeout(tmp_path, weights):
+    from helpers import free_port
+    r = run_cli("watch", f"tcp://127.0.0.1:{free_port()}", "--timeout", "2", "--weights", str(weights), timeout=60)
+    assert r.returncode == 1 and "cannot open" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_open_source_picks_by_scheme(tmp_path):
+    from monitor.sources import DeviceSource, StreamSource, SyntheticSource
+    assert isinstance(open_source("rtsp://127.0.0.1/x"), StreamSource)
+    assert isinstance(open_source("udp://127.0.0.1:5000"), StreamSource)
+    assert isinstance(open_source("/dev/video0"), DeviceSource)
+    assert isinstance(open_source("synthetic:5"), SyntheticSource)
+    assert isinstance(open_source(str(tmp_path / "a.mp4")), FileSource)
+    with pytest.raises(SourceError, match="unsupported scheme"):
+        open_source("gopher://x/y")
+    with pytest.raises(SourceError, match="cannot open capture device"):
+        open_source("/dev/video99").open()

@@ -1,0 +1,215 @@
+"""The monitor on live streams served on loopback by real servers: PyAV's MPEG-TS TCP server and
+UDP push, and Debian's rtsp-server-perl; including a server killed mid-stream and restarted."""
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from model import create_model, load_checkpoint, save_checkpoint
+from model.predict import Predictor
+from monitor.config import ScopeWatchConfig
+from monitor.records import StreamState
+from monitor.session import Session
+from monitor.sources import StreamSource
+
+from helpers import Publisher, free_port
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    import torch
+    torch.manual_seed(0)
+    path = save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path_factory.mktemp("w") / "tiny.pt")
+    return Predictor(load_checkpoint(path), "cpu")
+
+
+def live_config(**source):
+    cfg = ScopeWatchConfig()
+    cfg.sampling.fps = None  # every frame
+    cfg.source.open_timeout_s = 5
+    cfg.source.stall_s = 2
+    cfg.source.reconnect_backoff_s = (0.3, 0.5)
+    for k, v in source.items():
+        setattr(cfg.source, k, v)
+    return cfg
+
+
+def start_session(url, predictor, cfg, tmp_path, fmt=None):
+    source = StreamSource(url, cfg.source, fmt=fmt)
+    source.open()
+    session = Session(source, predictor, cfg, csv_path=tmp_path / "live.csv")
+    session.monitor.start()
+    return session
+
+
+def stop_session(session):
+    session.monitor.stop()
+    session.monitor.join(10)
+    session.finish()
+
+
+def wait_for(cond, timeout):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def frames_of(session):
+    return [r for r in session.timeline.snapshot() if r.analysed]
+
+
+def test_tcp_mpegts_stream_is_analysed_live(predictor, tmp_path):
+    port = free_port()
+    pub = Publisher(f"tcp://127.0.0.1:{port}?listen=1", "mpegts", seconds=20)
+    pub.start()
+    session = start_session(f"tcp://127.0.0.1:{port}", predictor, live_config(), tmp_path)
+    try:
+        assert wait_for(lambda: len(frames_of(session)) >= 50, 15)
+    finally:
+        pub.stop()
+        stop_session(session)
+    rows = frames_of(session)
+    states = [r.stream_state for r in session.timeline.snapshot() if not r.analysed]
+    assert states[:2] == [StreamState.CONNECTING, StreamState.LIVE]
+    times = [r.time_s for r in rows]
+    assert all(b > a for a, b in zip(times, times[1:]))  # media time from pts, increasing
+    m = session.monitor.metrics
+    # Speed is measured by benchmarks/, not asserted here; here every result carries its latency
+    # and every dropped frame is accounted for in the results.
+    assert all(r.latency_ms is not None and r.latency_ms >= 0 for r in rows)
+    assert m.dropped == sum(r.dropped_before for r in rows) and m.decoded >= len(rows) + m.dropped
+    assert (tmp_path / "live.csv").read_text().count("\n") >= len(rows)
+
+
+def test_server_killed_midstream_then_restarted_gap_is_recorded_and_rows_resume(predictor, tmp_path):
+    port = free_port()
+    pub = Publisher(f"tcp://127.0.0.1:{port}?listen=1", "mpegts", seconds=60)
+    pub.start()
+    session = start_session(f"tcp://127.0.0.1:{port}", predictor, live_config(), tmp_path)
+    try:
+        assert wait_for(lambda: len(frames_of(session)) >= 25, 15)
+        pub.stop()  # the server goes away mid-stream
+        assert wait_for(lambda: session.monitor.metrics.state in (StreamState.RECONNECTING, StreamState.ENDED,
+                                                                  StreamState.STALLED), 10)
+        before = len(frames_of(session))
+        time.sleep(1.0)
+        pub2 = Publisher(f"tcp://127.0.0.1:{port}?listen=1", "mpegts", seconds=60)
+        pub2.start()
+        assert wait_for(lambda: len(frames_of(session)) >= before + 25, 20)
+    finally:
+        pub.stop()
+        pub2.stop() if "pub2" in locals() else None
+        stop_session(session)
+    results = session.timeline.snapshot()
+    gap = [i for i, r in enumerate(results) if r.stream_state in (StreamState.ENDED, StreamState.STALLED)]
+    resumed = [i for i, r in enumerate(results) if r.stream_state == StreamState.LIVE and not r.analysed]
+    assert gap and len(resumed) >= 2 and resumed[-1] > gap[0]
+    assert any(r.analysed for r in results[resumed[-1]:])
+    # The gap is visible in media time too: frames after it start later than the outage.
+    last_before = max(r.time_s for r in results[:gap[0]] if r.analysed)
+    first_after = min(r.time_s for r in results[resumed[-1]:] if r.analysed)
+    assert first_after - last_before > 0.8
+    text = (tmp_path / "live.csv").read_text()
+    assert ",reconnecting" in text and (",ended" in text or ",stalled" in text)
+
+
+def test_udp_mpegts_push(predictor, tmp_path):
+    port = free_port()
+    cfg = live_config()
+    holder = {}
+    t = threading.Thread(target=lambda: holder.setdefault("s", start_session(f"udp://127.0.0.1:{port}", predictor, cfg, tmp_path)))
+    t.start()  # the reader listens first
+    time.sleep(0.5)
+    pub = Publisher(f"udp://127.0.0.1:{port}?pkt_size=1316", "mpegts", seconds=20)
+    pub.start()
+    try:
+        t.join(10)
+        session = holder["s"]
+        assert wait_for(lambda: len(frames_of(session)) >= 40, 15)
+    finally:
+        pub.stop()
+        if "s" in holder:
+            stop_session(holder["s"])
+
+
+@pytest.mark.skipif(shutil.which("rtsp-server-perl") is None, reason="Debian's rtsp-server-perl is not installed (.ci/run installs it)")
+def test_rtsp_over_udp_through_a_real_server(predictor, tmp_path):
+    client_port, source_port = free_port(), free_port()
+    server = subprocess.Popen(["rtsp-server-perl", "--clientport", str(client_port), "--serverport", str(source_port),
+                               "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1",
+                               "--rtp_start_port", str(20000 + client_port % 20000)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        pub = Publisher(f"rtsp://127.0.0.1:{source_port}/live", "rtsp", seconds=30, options={"rtsp_transport": "udp"})
+        pub.start(settle_s=1.5)
+        session = start_session(f"rtsp://127.0.0.1:{client_port}/live", predictor, live_config(rtsp_transport="udp"), tmp_path)
+        try:
+            assert wait_for(lambda: len(frames_of(session)) >= 40, 20), session.monitor.metrics.state_reason
+        finally:
+            pub.stop()
+            stop_session(session)
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
+def test_realtime_file_drops_oldest_when_analysis_falls_behind(predictor, tmp_path):
+    from helpers import write_video
+    from monitor.sources import FileSource
+    path = write_video(tmp_path / "clip.mp4", n=75, fps=25)  # 3 s
+    cfg = live_config()
+    cfg.buffer.capacity = 4
+    source = FileSource(path, realtime=True)
+    slow = []
+
+    def slow_consumer(result, image):  # a consumer that needs 0.15 s per frame: 4x slower than the feed
+        if result.analysed:
+            slow.append(result)
+            time.sleep(0.15)
+
+    session = Session(source, predictor, cfg)
+    session.monitor.sinks.append(slow_consumer)
+    t = time.time()
+    session.run()
+    elapsed = time.time() - t
+    m = session.monitor.metrics
+    assert m.decoded == 75 and m.dropped > 20 and len(slow) + m.dropped == 75
+    assert sum(r.dropped_before for r in slow) == m.dropped
+    # Latency stays bounded by the buffer (it does not grow with the backlog), and the run keeps pace.
+    assert max(r.latency_ms for r in slow) < 1000 * (cfg.buffer.capacity + cfg.buffer.batch_size + 2) * 0.15
+    assert elapsed < 3 + 2.5
+
+
+def test_watch_stops_cleanly_on_ctrl_c_with_files_closed(tmp_path):
+    import signal
+    import sys
+    from conftest import ROOT
+    weights = save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path / "tiny.pt")
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "watch", "synthetic:60", "--realtime",
+                             "--csv", str(tmp_path / "w.csv"), "--events", str(tmp_path / "w.json"),
+                             "--weights", str(weights)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    csv_path = tmp_path / "w.csv"
+    assert wait_for(lambda: csv_path.exists() and csv_path.read_text().count("\n") > 20, 30)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in err and "% of time" in out
+    lines = csv_path.read_text().splitlines()
+    assert len(lines) > 20 and lines[-1].count(",") == lines[0].count(",")  # last row complete
+    import json
+    assert json.loads((tmp_path / "w.json").read_text())["source"] == "synthetic"
+
+
+def test_watch_duration_and_status_line(tmp_path):
+    import sys
+    from conftest import ROOT
+    weights = save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path / "tiny.pt")
+    r = subprocess.run([sys.executable, "-m", "monitor.cli", "watch", "synthetic:60", "--realtime", "--duration", "3",
+                        "--weights", str(weights)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "[live]" in r.stderr and "fps" in r.stderr and "dropped" in r.stderr

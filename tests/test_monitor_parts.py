@@ -1,0 +1,181 @@
+import http.server
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from monitor.buffer import Control, RingBuffer
+from monitor.config import EventConfig, ScopeWatchConfig
+from monitor.events import EventDetector
+from monitor.pipeline import Sampler
+from monitor.records import FrameResult, StreamState
+from monitor.webhook import WebhookSender
+
+from helpers import free_port
+
+TASKS = ("noise", "smoke")
+
+
+class Marker(Control):
+    pass
+
+
+def test_ring_buffer_drops_oldest_for_live_sources():
+    buf = RingBuffer(3, drop_oldest=True)
+    for i in range(5):
+        assert buf.put(i)
+    buf.put_control(Marker())
+    items, dropped = buf.get_batch(10)
+    assert items[:3] == [2, 3, 4] and isinstance(items[3], Marker) and dropped == 2 and buf.dropped == 2
+
+
+def test_ring_buffer_blocks_for_files_and_never_drops():
+    buf = RingBuffer(2, drop_oldest=False)
+    assert buf.put(1) and buf.put(2)
+    assert not buf.put(3, timeout=0.1)  # full: the producer waits
+    got = []
+    consumer = threading.Thread(target=lambda: [got.extend(buf.get_batch(1, timeout=1)[0]) for _ in range(3)])
+    consumer.start()
+    assert buf.put(3, timeout=2)
+    consumer.join(3)
+    assert got == [1, 2, 3] and buf.dropped == 0
+
+
+def test_control_items_end_a_batch_and_are_never_dropped():
+    buf = RingBuffer(2, drop_oldest=True)
+    buf.put(1)
+    buf.put_control(Marker())
+    for i in range(2, 6):
+        buf.put(i)
+    first, _ = buf.get_batch(10)
+    second, _ = buf.get_batch(10)
+    assert isinstance(first[-1], Marker) and second == [4, 5]
+
+
+def test_sampler_keeps_frames_by_media_time():
+    s = Sampler(5.0)
+    times = np.arange(0, 2, 0.04)
+    kept = [t for t in times if s.keep(t)]
+    assert len(kept) == 10 and np.allclose(np.diff(kept), 0.2, atol=0.01)
+    vfr = [0.0, 0.05, 0.5, 0.55, 0.61, 1.9]
+    s = Sampler(5.0)
+    assert [t for t in vfr if s.keep(t)] == [0.0, 0.5, 1.9]
+    assert all(Sampler(None).keep(t) for t in times)
+
+
+def result(t, noise=0.0, smoke=0.0, quality=90.0, state=StreamState.LIVE):
+    probs = {"noise": noise, "smoke": smoke} if state == StreamState.LIVE else {}
+    return FrameResult("s", int(t * 10), None, t, 1e9 + t, probs, {"noise": 0, "smoke": 0}, quality if probs else None,
+                       10.0, state)
+
+
+def run_events(signal, cfg=None, image=None, step=0.1):
+    det = EventDetector(TASKS, cfg or EventConfig(smoothing_s=0.3, min_duration_s=1.0)).bind("s")
+    events = []
+    for i, (n, s, q) in enumerate(signal):
+        img = image(i) if image else None
+        events += det.update(result(i * step, n, s, q), img)
+    events += det.flush()
+    return events
+
+
+def test_episode_opens_and_closes_with_hysteresis_and_statistics():
+    sig = [(0.05, 0.0, 90)] * 20 + [(0.95, 0.0, 50)] * 30 + [(0.05, 0.0, 90)] * 20
+    img = np.full((36, 64, 3), 120, np.uint8)
+    events = run_events(sig, image=lambda i: img)
+    dist = [e for e in events if e.kind == "distortion"]
+    assert len(dist) == 1
+    e = dist[0]
+    assert e.name == "noise" and 1.9 < e.start_s < 2.4 and 4.9 < e.end_s < 5.6
+    assert e.peak == pytest.approx(0.95) and e.mean > 0.8 and e.mean_quality < 70
+    assert e.thumbnail_jpeg[:2] == b"\xff\xd8"  # a JPEG
+    assert [x.name for x in events if x.kind == "low_quality"] == ["low_quality"]
+
+
+def test_flicker_around_the_threshold_is_one_episode_and_blips_are_none():
+    flicker = [(0.9 if i % 2 else 0.55, 0, 90) for i in range(40)]
+    assert len([e for e in run_events(flicker) if e.kind == "distortion"]) == 1
+    blip = [(0.05, 0, 90)] * 10 + [(0.99, 0, 90)] * 3 + [(0.05, 0, 90)] * 10
+    assert [e for e in run_events(blip) if e.kind == "distortion"] == []
+
+
+def test_simultaneous_distortions_are_separate_episodes():
+    sig = [(0.9, 0.9, 90)] * 20 + [(0.05, 0.9, 90)] * 20 + [(0.05, 0.05, 90)] * 10
+    names = sorted(e.name for e in run_events(sig) if e.kind == "distortion")
+    assert names == ["noise", "smoke"]
+
+
+def test_freeze_and_black_frames():
+    rng = np.random.default_rng(0)
+    frozen = (rng.random((36, 64, 3)) * 255).astype(np.uint8)
+
+    def image(i):
+        if i < 10:
+            return (rng.random((36, 64, 3)) * 255).astype(np.uint8)
+        if i < 40:
+            return frozen
+        if i < 60:
+            return np.zeros((36, 64, 3), np.uint8)
+        return (rng.random((36, 64, 3)) * 255).astype(np.uint8)
+
+    events = run_events([(0.05, 0.05, 90)] * 70, image=image)
+    kinds = {e.kind: e for e in events}
+    assert 0.9 <= kinds["freeze"].start_s <= 1.1 and kinds["freeze"].duration_s >= 2.0
+    assert 3.9 <= kinds["black"].start_s <= 4.1 and kinds["black"].duration_s >= 1.5
+
+
+def test_a_stream_gap_closes_open_episodes():
+    det = EventDetector(TASKS, EventConfig(smoothing_s=0.1, min_duration_s=0.5)).bind("s")
+    for i in range(20):
+        det.update(result(i * 0.1, 0.95))
+    closed = det.update(result(2.0, state=StreamState.RECONNECTING))
+    assert len(closed) == 1 and closed[0].end_s == pytest.approx(1.9)
+
+
+def test_webhook_posts_events_with_retries():
+    received, fail_first = [], {"n": 1}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if fail_first["n"]:
+                fail_first["n"] -= 1
+                self.send_response(503)
+            else:
+                received.append(json.loads(body))
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    port = free_port()
+    server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sender = WebhookSender(f"http://127.0.0.1:{port}/hook", retries=2, backoff_s=0.05)
+    t = time.time()
+    sender.send({"kind": "distortion", "name": "smoke"})
+    assert time.time() - t < 0.05  # never blocks the caller
+    for _ in range(50):
+        if received:
+            break
+        time.sleep(0.05)
+    sender.close()
+    server.shutdown()
+    assert received == [{"kind": "distortion", "name": "smoke"}] and sender.sent == 1
+
+
+def test_webhook_to_a_dead_url_gives_up_without_blocking():
+    sender = WebhookSender(f"http://127.0.0.1:{free_port()}/x", retries=1, backoff_s=0.01, timeout_s=0.5)
+    sender.send({"a": 1})
+    sender.close(timeout=5)
+    assert sender.failed == 1 and sender.sent == 0
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError):
+        EventConfig(on_threshold=0.3, off_threshold=0.6)
+    cfg = ScopeWatchConfig()
+    assert cfg.to_dict()["sampling"]["fps"] == 5.0

@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.scopewatch-installed
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench weights evaluate realworld clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,26 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/synth_speed.py
+	$(PY) benchmarks/model_speed.py
+
+# Reproduce the shipped weights (about 35 min on a 2-core CPU), then check them.
+WEIGHTS := model/weights/scopewatch_lap5.synth_v1.pt
+weights: setup
+	$(VENV)/bin/scopewatch train --out runs/synth_v1
+	cp runs/synth_v1/best.pt $(WEIGHTS)
+
+# The held-out test set: procedural seeds and real frames that training and validation never used.
+SURGICAL := ../shared/data/surgical
+TESTSET  := data/testset
+$(TESTSET)/labels.csv:
+	$(VENV)/bin/scopewatch synth --out $(TESTSET) --clips 120 --seconds 2 --seed 2000 \
+	    --content procedural:2000-2016 $(if $(wildcard $(SURGICAL)/train_clean),--content '$(SURGICAL)/train_clean[16:]')
+
+evaluate: setup $(TESTSET)/labels.csv
+	$(VENV)/bin/scopewatch evaluate $(TESTSET) --out model/weights/evaluation
+
+realworld: setup
+	$(PY) -m training.realworld --out model/weights/realworld.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info runs data

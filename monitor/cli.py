@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -73,22 +74,102 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
+def _demo_clip(out: Path, seconds: float) -> Path:
+    import numpy as np
     from training.compose import Recipe
     from training.scene import ProceduralScene
     from training.synth import demo_episodes, render_clip
-    import numpy as np
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "demo.mp4"
-    episodes = demo_episodes(args.seconds)
-    recipe = Recipe.sample(episodes, np.random.default_rng(7))
-    q = render_clip(path, ProceduralScene(7, (640, 360)), recipe, args.seconds, 25)
-    print(f"wrote {path}: {args.seconds:g} s of a synthetic laparoscopic scene, 640x360 at 25 fps")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "demo.mp4"
+    episodes = demo_episodes(seconds)
+    print(f"synthesising {path}: {seconds:g} s of a procedural laparoscopic scene, 640x360 at 25 fps, with:")
     for e in episodes:
         print(f"  {e.start:6.1f}-{e.end:6.1f} s  {e.name:<20} severity {e.severity:.2f}")
-    print(f"  mean quality {np.mean(q):.1f}, min {np.min(q):.1f} (SSIM x 100 against the clean scene)")
+    render_clip(path, ProceduralScene(7, (640, 360)), Recipe.sample(episodes, np.random.default_rng(7)), seconds, 25)
+    return path
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(args, default_source: str, autostart: bool) -> int:
+    from monitor.config import ScopeWatchConfig
+    from apps.dashboard import CSS, build_app
+
+    auth = args.auth or os.environ.get("SCOPEWATCH_AUTH")
+    if not _loopback(args.host) and not auth:
+        raise UsageError(f"refusing to serve on {args.host} without --auth USER:PASS (or SCOPEWATCH_AUTH): "
+                         "a surgical feed must not be open to the network")
+    if auth and ":" not in auth:
+        raise UsageError("--auth must look like USER:PASS")
+    cfg = ScopeWatchConfig()
+    cfg.source.realtime = True  # files in the live view play at their own pace
+    cfg.sampling.fps = args.fps
+    predictor = _predictor(args.weights, args.device)
+    if args.allowed_dir is not None and not args.allowed_dir.is_dir():
+        raise UsageError(f"--allowed-dir: {args.allowed_dir}: no such folder")
+    app, hub = build_app(predictor, cfg, default_source, args.allowed_dir)
+    if autostart and default_source:
+        hub.start(default_source)
+    app.queue(default_concurrency_limit=4)
+    _, url, _ = app.launch(server_name=args.host, server_port=args.port, share=False, prevent_thread_lock=True,
+                           auth=tuple(auth.split(":", 1)) if auth else None, inbrowser=False,
+                           max_file_size=f"{args.max_upload_mb}mb", quiet=True, css=CSS)
+    print(f"ScopeWatch dashboard: {url}  (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hub.stop_all()
+        app.close()
     return 0
+
+
+def cmd_dashboard(args) -> int:
+    return _serve(args, args.source or "", autostart=bool(args.source))
+
+
+def cmd_demo(args) -> int:
+    """The built-in sample (a procedural scene with scheduled episodes) played as a live feed with
+    the shipped weights: in the dashboard, or headless with --no-browser."""
+    from monitor.config import ScopeWatchConfig
+    from monitor.session import Session
+    from monitor.sources import FileSource
+
+    path = _demo_clip(args.out, args.seconds)
+    if not args.no_browser:
+        return _serve(args, str(path), autostart=True)
+    cfg = ScopeWatchConfig()
+    cfg.sampling.fps = args.fps
+    source = FileSource(path, realtime=True)
+    source.open()
+    csv_path = args.csv or args.out / "demo.scopewatch.csv"
+    session = Session(source, _predictor(args.weights, args.device), cfg, csv_path, args.out / "demo.scopewatch.events.json")
+    session.run(args.duration)
+    print(f"\nScopeWatch found ({csv_path}):")
+    for e in session.events:
+        print(f"  {e.start_s:6.1f}-{e.end_s:6.1f} s  {e.name:<20} peak {e.peak:.2f}")
+    print(session.summary_text())
+    return 0
+
+
+def _add_server_args(p):
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1; others need --auth)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--auth", help="USER:PASS required to open the dashboard (or set SCOPEWATCH_AUTH)")
+    p.add_argument("--allowed-dir", type=Path, help="folder whose videos the Recorded tab may open")
+    p.add_argument("--max-upload-mb", type=_positive(int), default=500, help="largest upload accepted (default 500 MB)")
+    p.add_argument("--fps", type=_positive(float), default=None, help="analysed frames per second (default every frame)")
 
 
 def cmd_contact_sheet(args) -> int:
@@ -390,12 +471,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed for the distortions' choices")
     p.set_defaults(run=cmd_contact_sheet)
 
-    p = sub.add_parser("demo", help="run ScopeWatch on its built-in sample",
-                       description="Synthesise the built-in sample: a procedural laparoscopic scene with "
-                                   "scheduled distortion episodes, and say what was made.")
+    p = sub.add_parser("demo", help="the dashboard on the built-in sample feed",
+                       description="Synthesise the built-in sample (a procedural laparoscopic scene with scheduled "
+                                   "smoke, defocus, noise, motion blur and light episodes), play it as a live feed "
+                                   "with the shipped weights and open the dashboard on it (prints the URL). With "
+                                   "--no-browser it runs headless and prints the episodes found.")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
-    p.add_argument("--seconds", type=_positive(float), default=30.0, help="length (default 30)")
+    p.add_argument("--seconds", type=_positive(float), default=60.0, help="length of the sample (default 60)")
+    p.add_argument("--no-browser", action="store_true", help="no dashboard: monitor headless and print a summary")
+    p.add_argument("--duration", type=_positive(float), help="with --no-browser: stop after this many seconds")
+    p.add_argument("--csv", type=Path, help="with --no-browser: timeline CSV (default OUT/demo.scopewatch.csv)")
+    _add_server_args(p)
+    _add_model_args(p)
     p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("dashboard", help="the web dashboard (live feeds, recordings, CSV export)",
+                       description="Serve the dashboard: a Live tab (start/stop a source, current frame, charts, "
+                                   "badges, events), a Recorded tab (upload or choose a video, analyse, download the "
+                                   "CSV and events) and Settings. Binds 127.0.0.1 unless --host and --auth are given.")
+    p.add_argument("source", nargs="?", help="a source to start watching right away")
+    _add_server_args(p)
+    _add_model_args(p)
+    p.set_defaults(run=cmd_dashboard)
     return parser
 
 

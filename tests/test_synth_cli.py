@@ -92,8 +92,11 @@ def test_help_explains_the_labels():
     assert r.returncode == 0 and "labels.csv" in r.stdout and "--content" in r.stdout
 
 
-def test_demo_makes_a_sample_clip(tmp_path):
-    r = run_cli("demo", "--out", str(tmp_path), "--seconds", "2")
+def test_demo_headless_plays_the_sample_live(tmp_path):
+    r = run_cli("demo", "--no-browser", "--out", str(tmp_path), "--seconds", "4", "--fps", "5",
+                "--csv", str(tmp_path / "demo.csv"))
     assert r.returncode == 0, r.stderr
-    assert "smoke" in r.stdout and (tmp_path / "demo.mp4").exists()
-    check_clip(tmp_path / "demo.mp4", 50, (640, 360))
+    assert "smoke" in r.stdout and "ScopeWatch found" in r.stdout and "% of time" in r.stdout
+    check_clip(tmp_path / "demo.mp4", 100, (640, 360))
+    with open(tmp_path / "demo.csv", newline="") as f:
+        assert len([x for x in csv.DictReader(f) if x["smoke"] != ""]) == 20  # 5 fps for 4 s, in real time

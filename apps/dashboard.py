@@ -1,0 +1,263 @@
+"""The ScopeWatch web dashboard (Gradio): watch a live feed, analyse a recording, export the CSV.
+
+It shows only what the monitor produced: charts and tables read the same `FrameResult`s that the
+CSV holds, and the downloads are the very files the monitor wrote. One `Session` per source is
+shared by every browser tab watching it (`SourceHub`), so ten viewers never start ten pipelines.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+
+from model.tasks import task_spec
+from monitor.config import ScopeWatchConfig
+from monitor.records import FrameResult
+from monitor.session import Session
+from monitor.sources import SourceError, open_source
+
+log = logging.getLogger("scopewatch.dashboard")
+
+WINDOWS = {"1 min": 60.0, "10 min": 600.0, "all": None}
+MAX_POINTS = 600
+
+
+class SourceHub:
+    """At most one running Session per source, shared by all viewers; stopping releases it."""
+
+    def __init__(self, predictor, cfg: ScopeWatchConfig, out_dir: Path):
+        self.predictor, self.cfg, self.out_dir = predictor, cfg, Path(out_dir)
+        self.sessions: dict[str, Session] = {}
+        self.threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    def start(self, uri: str) -> Session:
+        with self._lock:
+            if uri in self.sessions and self.threads[uri].is_alive():
+                return self.sessions[uri]
+            source = open_source(uri, self.cfg.source)
+            source.open()
+            stem = "".join(c if c.isalnum() else "_" for c in uri)[-60:]
+            session = Session(source, self.predictor, self.cfg, self.out_dir / f"{stem}.csv",
+                              self.out_dir / f"{stem}.events.json")
+            thread = threading.Thread(target=session.run, name=f"session:{uri}", daemon=True)
+            self.sessions[uri], self.threads[uri] = session, thread
+            thread.start()
+            return session
+
+    def get(self, uri: str) -> Session | None:
+        return self.sessions.get(uri)
+
+    def stop(self, uri: str) -> None:
+        with self._lock:
+            session = self.sessions.get(uri)
+            if session:
+                session.monitor.stop()
+                self.threads[uri].join(10)
+
+    def stop_all(self) -> None:
+        for uri in list(self.sessions):
+            self.stop(uri)
+
+
+def downsample(results: list[FrameResult], max_points: int = MAX_POINTS) -> list[FrameResult]:
+    """At most `max_points` results, by time buckets keeping each bucket's worst frame (highest
+    distortion probability), so a short episode stays visible in a long history."""
+    if len(results) <= max_points:
+        return results
+    k = int(np.ceil(len(results) / max_points))
+    out = []
+    for i in range(0, len(results), k):
+        bucket = results[i:i + k]
+        out.append(max(bucket, key=lambda r: max(r.probabilities.values(), default=0.0)))
+    return out
+
+
+def windowed(results: list[FrameResult], window_s: float | None) -> list[FrameResult]:
+    rows = [r for r in results if r.analysed]
+    if window_s is None or not rows:
+        return rows
+    end = rows[-1].time_s
+    return [r for r in rows if r.time_s >= end - window_s]
+
+
+def probability_figure(results, tasks, title="Distortion probability") -> go.Figure:
+    fig = go.Figure()
+    t = [r.time_s for r in results]
+    for task in tasks:
+        spec = task_spec(task)
+        fig.add_trace(go.Scatter(x=t, y=[r.probabilities.get(task) for r in results], name=spec.title,
+                                 mode="lines", line={"color": spec.color, "width": 2}))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#999")
+    fig.update_layout(title=title, height=320, margin=dict(l=40, r=10, t=40, b=30), yaxis_range=[0, 1],
+                      xaxis_title="time (s)", legend_orientation="h", uirevision="keep")
+    return fig
+
+
+def quality_figure(results, title="Quality (0-100, higher is better)") -> go.Figure:
+    fig = go.Figure(go.Scatter(x=[r.time_s for r in results], y=[r.quality for r in results], mode="lines",
+                               line={"color": "#1f77b4", "width": 2}, name="quality"))
+    fig.update_layout(title=title, height=260, margin=dict(l=40, r=10, t=40, b=30), yaxis_range=[0, 100],
+                      xaxis_title="time (s)", uirevision="keep")
+    return fig
+
+
+def badges_html(session: Session | None) -> str:
+    if session is None:
+        return "<div class='sw-badges'><span class='sw-badge sw-idle'>no source running</span></div>"
+    m = session.monitor.metrics
+    r = m.last_result if m.last_result and m.last_result.analysed else None
+    parts = [f"<span class='sw-badge sw-state'>{m.state.value.upper()}</span>"]
+    if r:
+        q = r.quality or 0.0
+        parts.append(f"<span class='sw-badge {'sw-bad' if q < session.cfg.events.quality_below else 'sw-ok'}'>"
+                     f"quality {q:.0f}</span>")
+        for t, p in r.probabilities.items():
+            if p >= session.monitor.predictor.thresholds[t]:
+                parts.append(f"<span class='sw-badge sw-bad'>{task_spec(t).title} L{r.levels.get(t, 0)}</span>")
+    lat = m.latency_percentile(50)
+    parts.append(f"<span class='sw-badge sw-info'>{m.inference_fps:.1f} fps · latency {lat or 0:.0f} ms · "
+                 f"dropped {m.dropped}</span>")
+    return "<div class='sw-badges'>" + "".join(parts) + "</div>"
+
+
+def events_rows(events) -> list[list]:
+    return [[e.kind, e.name, round(e.start_s, 1), round(e.duration_s, 1), round(e.peak, 2),
+             None if e.mean_quality is None else round(e.mean_quality, 1)] for e in events]
+
+
+EVENT_HEADERS = ["kind", "name", "start (s)", "duration (s)", "peak", "mean quality"]
+CSS = """
+.sw-badges {display:flex; flex-wrap:wrap; gap:8px}
+.sw-badge {font-size:1.5em; font-weight:700; padding:6px 14px; border-radius:8px; color:white}
+.sw-ok {background:#2e7d32} .sw-bad {background:#c62828} .sw-info {background:#455a64; font-size:1.1em}
+.sw-state {background:#1565c0} .sw-idle {background:#757575}
+"""
+
+
+def resolve_in(folder: Path, name: str) -> Path:
+    """`name` inside `folder`, refusing anything that escapes it (.., absolute paths, links out)."""
+    root = folder.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise gr.Error(f"refused: {name!r} is not a file in the allowed folder")
+    return path
+
+
+def analyse_recording(path: Path, predictor, cfg: ScopeWatchConfig, out_dir: Path, progress=None):
+    # A recording is analysed losslessly at decoding speed, whatever the live view's pacing.
+    cfg = copy.deepcopy(cfg)
+    cfg.source.realtime = False
+    source = open_source(str(path), cfg.source)
+    source.open()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, events_path = out_dir / f"{path.name}.scopewatch.csv", out_dir / f"{path.name}.scopewatch.events.json"
+    session = Session(source, predictor, cfg, csv_path, events_path)
+    total = source.info.duration_s or 0.0
+
+    def tick(m):
+        if progress is not None and total:
+            progress(min(1.0, m.last_time_s / total), desc=f"analysing {path.name}: {m.last_time_s:.0f}/{total:.0f} s")
+
+    session.run(on_tick=tick)
+    return session, csv_path, events_path
+
+
+def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowed_dir: Path | None = None,
+              out_dir: Path | None = None) -> tuple[gr.Blocks, SourceHub]:
+    out_dir = Path(out_dir or tempfile.mkdtemp(prefix="scopewatch-"))
+    hub = SourceHub(predictor, cfg, out_dir / "live")
+    tasks = predictor.tasks
+    allowed = Path(allowed_dir) if allowed_dir else None
+
+    def live_update(uri, window):
+        session = hub.get(uri)
+        if session is None:
+            return None, badges_html(None), probability_figure([], tasks), quality_figure([]), []
+        rows = downsample(windowed(session.timeline.snapshot(), WINDOWS[window]))
+        return (session.latest_image, badges_html(session), probability_figure(rows, tasks), quality_figure(rows),
+                events_rows(session.events))
+
+    def start(uri):
+        try:
+            hub.start(uri.strip())
+        except SourceError as e:
+            raise gr.Error(str(e))
+        return f"watching {uri.strip()}"
+
+    def stop(uri):
+        hub.stop(uri.strip())
+        return f"stopped {uri.strip()}"
+
+    def analyse(upload, chosen, progress=gr.Progress()):
+        if upload:
+            path = Path(upload)
+        elif chosen and allowed:
+            path = resolve_in(allowed, chosen)
+        else:
+            raise gr.Error("upload a video or choose one from the folder")
+        try:
+            session, csv_path, events_path = analyse_recording(path, predictor, cfg, out_dir / "recorded", progress)
+        except SourceError as e:
+            raise gr.Error(str(e))
+        rows = downsample(session.timeline.analysed())
+        return (probability_figure(rows, tasks), quality_figure(rows), events_rows(session.events),
+                str(csv_path), str(events_path), session.summary_text())
+
+    def apply_settings(*values):
+        for t, v in zip(tasks, values[:len(tasks)]):
+            predictor.thresholds[t] = float(v)
+        cfg.sampling.fps = float(values[len(tasks)]) or None
+        cfg.events.smoothing_s = float(values[len(tasks) + 1])
+        return "settings applied (thresholds now; sampling and smoothing for sources started from now on)"
+
+    with gr.Blocks(title="ScopeWatch") as app:
+        gr.Markdown("# ScopeWatch — surgical video quality monitor")
+        with gr.Tab("Live"):
+            with gr.Row():
+                source = gr.Textbox(value=default_source, label="Source (rtsp://, udp://, /dev/videoN, file, synthetic:SECONDS)", scale=4)
+                start_btn = gr.Button("Start", variant="primary", scale=1)
+                stop_btn = gr.Button("Stop", scale=1)
+            status = gr.Markdown()
+            badges = gr.HTML(badges_html(None))
+            with gr.Row():
+                preview = gr.Image(label="Current frame", height=300, scale=2)
+                with gr.Column(scale=3):
+                    window = gr.Radio(list(WINDOWS), value="1 min", label="Chart window")
+                    prob_plot = gr.Plot(label="Distortions")
+            quality_plot = gr.Plot(label="Quality")
+            events_table = gr.Dataframe(headers=EVENT_HEADERS, label="Events", interactive=False)
+            start_btn.click(start, source, status)
+            stop_btn.click(stop, source, status)
+            timer = gr.Timer(0.5)
+            timer.tick(live_update, [source, window], [preview, badges, prob_plot, quality_plot, events_table])
+        with gr.Tab("Recorded"):
+            with gr.Row():
+                upload = gr.File(label="Upload a video", file_types=["video"], type="filepath")
+                choices = sorted(p.name for p in allowed.iterdir() if p.is_file()) if allowed and allowed.is_dir() else []
+                chosen = gr.Dropdown(choices=choices, label=f"…or choose from {allowed}" if allowed else "No folder configured",
+                                     allow_custom_value=True)
+            analyse_btn = gr.Button("Analyse", variant="primary")
+            summary = gr.Textbox(label="Summary", lines=8)
+            rec_prob = gr.Plot(label="Distortions")
+            rec_quality = gr.Plot(label="Quality")
+            rec_events = gr.Dataframe(headers=EVENT_HEADERS, label="Events", interactive=False)
+            with gr.Row():
+                csv_file = gr.File(label="CSV timeline")
+                events_file = gr.File(label="Events JSON")
+            analyse_btn.click(analyse, [upload, chosen], [rec_prob, rec_quality, rec_events, csv_file, events_file, summary])
+        with gr.Tab("Settings"):
+            sliders = [gr.Slider(0.05, 0.95, value=predictor.thresholds[t], step=0.05, label=f"{task_spec(t).title} threshold")
+                       for t in tasks]
+            fps = gr.Number(value=cfg.sampling.fps or 0, label="Sampling (analysed frames per second; 0 = every frame)")
+            smoothing = gr.Slider(0.0, 5.0, value=cfg.events.smoothing_s, step=0.1, label="Event smoothing (s)")
+            applied = gr.Markdown()
+            gr.Button("Apply").click(apply_settings, [*sliders, fps, smoothing], applied)
+    return app, hub

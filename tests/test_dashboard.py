@@ -1,0 +1,163 @@
+"""The dashboard through the real thing: a `scopewatch dashboard` server on a free loopback port,
+driven over HTTP with gradio_client and in headless Chromium (Debian's, via playwright)."""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from model import create_model, save_checkpoint
+
+from conftest import ROOT
+from helpers import free_port, write_video
+
+SHOTS = ROOT / "out" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    import torch
+    torch.manual_seed(0)
+    return save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path_factory.mktemp("w") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("allowed")
+    write_video(folder / "case.mp4", n=50)
+    return folder
+
+
+def serve(*args, weights):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "dashboard", *args, "--port", str(port),
+                             "--weights", str(weights)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=os.environ | {"GRADIO_ANALYTICS_ENABLED": "False"})
+    end = time.time() + 60
+    while time.time() < end:
+        line = proc.stdout.readline()
+        if "ScopeWatch dashboard:" in line:
+            return proc, line.split()[2]
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(f"dashboard did not start: {proc.stdout.read()}")
+
+
+@pytest.fixture(scope="module")
+def server(weights, media):
+    proc, url = serve("synthetic:120", "--allowed-dir", str(media), "--max-upload-mb", "1", weights=weights)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_page_and_config_are_served_without_analytics(server):
+    with urllib.request.urlopen(server) as r:
+        assert r.status == 200 and "<html" in r.read().decode().lower()
+    import json
+    with urllib.request.urlopen(server + "config") as r:
+        cfg = json.loads(r.read())
+    assert cfg["analytics_enabled"] is False
+
+
+def test_live_chart_gains_points_over_http(server):
+    from gradio_client import Client
+    client = Client(server, verbose=False)
+    first = client.predict("synthetic:120", "all", api_name="/live_update")
+    time.sleep(3)
+    second = client.predict("synthetic:120", "all", api_name="/live_update")
+
+    def latest(fig):  # latest time on the chart (long histories are downsampled, so not a count)
+        import json
+        plot = json.loads(fig["plot"]) if isinstance(fig, dict) and "plot" in fig else fig
+        xs = plot["data"][0].get("x") or [-1]
+        return max(xs)
+
+    assert latest(second[2]) > latest(first[2]) + 1.0
+    assert "LIVE" in second[1]
+
+
+def test_recorded_tab_csv_matches_the_monitor_csv(server, media, weights, tmp_path):
+    from gradio_client import Client
+    client = Client(server, verbose=False)
+    result = client.predict(None, "case.mp4", api_name="/analyse")
+    csv_download = Path(result[3])
+    shutil.copy(media / "case.mp4", tmp_path / "case.mp4")
+    r = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(tmp_path / "case.mp4"), "--weights",
+                        str(weights), "--every-frame", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+    def rows(path):
+        with open(path, newline="") as f:
+            return [{k: v for k, v in row.items() if k not in ("wallclock", "latency_ms")} for row in csv.DictReader(f)]
+
+    ours, monitor = rows(csv_download), rows(tmp_path / "case.mp4.scopewatch.csv")
+    assert len(ours) == len(monitor) > 5
+    for a, b in zip(ours, monitor):
+        assert a.keys() == b.keys()
+        for k in a:
+            if a[k] and k not in ("time_s", "frame_index", "stream_state") and not k.endswith("_level"):
+                assert abs(float(a[k]) - float(b[k])) < 1e-3, k
+            else:
+                assert a[k] == b[k], k
+
+
+def test_path_traversal_in_the_chooser_is_refused(server):
+    from gradio_client import Client
+    client = Client(server, verbose=False)
+    for name in ("../../../../etc/passwd", "/etc/passwd", "..%2f..%2fetc/passwd"):
+        with pytest.raises(Exception, match="refused"):
+            client.predict(None, name, api_name="/analyse")
+
+
+def test_oversized_upload_is_refused(server):
+    import json
+    boundary = "----scopewatch"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.mp4\"\r\n"
+            "Content-Type: video/mp4\r\n\r\n").encode() + b"\0" * (2 * 1024 * 1024) + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(server + "gradio_api/upload", data=body, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req)
+    assert err.value.code == 413 and "size" in err.value.read().decode().lower()
+
+
+def test_non_loopback_bind_without_auth_is_refused(weights):
+    r = subprocess.run([sys.executable, "-m", "monitor.cli", "dashboard", "--host", "0.0.0.0", "--weights", str(weights)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "refusing to serve" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_in_a_real_browser(server):
+    pw = pytest.importorskip("playwright.sync_api")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(server)
+        page.get_by_text("ScopeWatch — surgical video quality monitor").wait_for(timeout=30000)
+        page.get_by_label("all").check()
+
+        def latest():  # (points drawn, latest time on the chart); long histories are downsampled
+            return page.evaluate("""() => { const p = document.querySelector('.js-plotly-plot');
+                if (!(p && p.data && p.data[0] && p.data[0].x.length)) return [0, -1];
+                return [p.data[0].x.length, Math.max(...p.data[0].x)]; }""")
+
+        end = time.time() + 30
+        while latest()[0] < 5 and time.time() < end:
+            time.sleep(0.5)
+        n, first = latest()
+        time.sleep(3)
+        assert n >= 5 and latest()[1] > first + 1.0
+        page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
+        assert "LIVE" in page.inner_text(".sw-badges")
+        browser.close()

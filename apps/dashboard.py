@@ -10,7 +10,6 @@ import copy
 import logging
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import gradio as gr

@@ -9,25 +9,16 @@ import argparse
 import json
 import os
 import platform
-import time
 
-import numpy as np
 import torch
 
 from model.checkpoint import load_checkpoint
 from model.factory import DEFAULT_MODEL, create_model, weights_path
-from model.predict import Predictor, collate
+from model.predict import Predictor
 from training.scene import ProceduralScene
+from timing import median_ms
 
 
-def median_ms(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return float(np.median(times))
 
 
 def main():

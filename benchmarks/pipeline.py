@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 
 import av
-import numpy as np
-import torch
 
 from model.predict import load_predictor
 from model.preprocess import analysis_size

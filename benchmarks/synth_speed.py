@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import cv2
 import numpy as np
@@ -22,18 +21,11 @@ from training.distortions import DISTORTIONS, create_distortion
 from training.nss import nss_features
 from training.quality import fr_quality
 from training.scene import ProceduralScene
+from timing import median_ms
 
 TARGET_MS = 15.0
 
 
-def median_ms(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return float(np.median(times))
 
 
 def main():

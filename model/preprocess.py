@@ -43,12 +43,13 @@ class InputConfig:
         return cls(**d)
 
 
-def check_frame(frame: np.ndarray) -> None:
+def check_frame(frame: np.ndarray, min_side: int = 64) -> None:
+    """Frames enter here as RGB uint8 (H, W, 3); the message says what arrived instead."""
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         got = f"{getattr(frame, 'dtype', type(frame).__name__)} {getattr(frame, 'shape', '')}"
         raise ValueError(f"expected an RGB uint8 frame of shape (H, W, 3), got {got}")
-    if min(frame.shape[:2]) < 64:
-        raise ValueError(f"frame too small to analyse: {frame.shape[1]}x{frame.shape[0]} (need >= 64 px)")
+    if min(frame.shape[:2]) < min_side:
+        raise ValueError(f"frame too small: {frame.shape[1]}x{frame.shape[0]} (need >= {min_side} px)")
 
 
 def analysis_size(width: int, height: int, cfg: InputConfig) -> tuple[int, int]:

@@ -33,3 +33,19 @@ def scene_frame() -> np.ndarray:
 @pytest.fixture(params=["real", "procedural"])
 def content_frame(request) -> np.ndarray:
     return request.getfixturevalue("real_frame" if request.param == "real" else "scene_frame")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """An untrained small checkpoint, for tests of the pipeline rather than of the model's accuracy."""
+    import torch
+    from model import create_model, save_checkpoint
+    torch.manual_seed(0)
+    return save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path_factory.mktemp("weights") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_predictor(tiny_weights):
+    from model import load_checkpoint
+    from model.predict import Predictor
+    return Predictor(load_checkpoint(tiny_weights), "cpu")

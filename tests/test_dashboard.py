@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from model import create_model, save_checkpoint
-
 from conftest import ROOT
 from helpers import free_port, write_video
 
@@ -20,10 +18,8 @@ SHOTS = ROOT / "out" / "screenshots"
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    import torch
-    torch.manual_seed(0)
-    return save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path_factory.mktemp("w") / "tiny.pt")
+def weights(tiny_weights):
+    return tiny_weights
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +113,6 @@ def test_path_traversal_in_the_chooser_is_refused(server):
 
 
 def test_oversized_upload_is_refused(server):
-    import json
     boundary = "----scopewatch"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.mp4\"\r\n"
             "Content-Type: video/mp4\r\n\r\n").encode() + b"\0" * (2 * 1024 * 1024) + f"\r\n--{boundary}--\r\n".encode()

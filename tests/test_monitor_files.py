@@ -7,8 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-from model import create_model, save_checkpoint
-from model.predict import Predictor
 from model.tasks import DEFAULT_TASKS
 from monitor.config import ScopeWatchConfig
 from monitor.records import csv_columns
@@ -20,17 +18,13 @@ from helpers import write_audio_only, write_video
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """An untrained checkpoint: these tests are about the pipeline, not the model's accuracy."""
-    import torch
-    torch.manual_seed(0)
-    return save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path_factory.mktemp("w") / "tiny.pt")
+def weights(tiny_weights):
+    return tiny_weights
 
 
 @pytest.fixture(scope="module")
-def predictor(weights):
-    from model import load_checkpoint
-    return Predictor(load_checkpoint(weights), "cpu")
+def predictor(tiny_predictor):
+    return tiny_predictor
 
 
 def run_cli(*args, timeout=120):

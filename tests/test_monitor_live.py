@@ -7,8 +7,6 @@ import time
 
 import pytest
 
-from model import create_model, load_checkpoint, save_checkpoint
-from model.predict import Predictor
 from monitor.config import ScopeWatchConfig
 from monitor.records import StreamState
 from monitor.session import Session
@@ -18,11 +16,8 @@ from helpers import Publisher, free_port
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
-    import torch
-    torch.manual_seed(0)
-    path = save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path_factory.mktemp("w") / "tiny.pt")
-    return Predictor(load_checkpoint(path), "cpu")
+def predictor(tiny_predictor):
+    return tiny_predictor
 
 
 def live_config(**source):
@@ -186,11 +181,11 @@ def test_realtime_file_drops_oldest_when_analysis_falls_behind(predictor, tmp_pa
     assert elapsed < 3 + 2.5
 
 
-def test_watch_stops_cleanly_on_ctrl_c_with_files_closed(tmp_path):
+def test_watch_stops_cleanly_on_ctrl_c_with_files_closed(tmp_path, tiny_weights):
     import signal
     import sys
     from conftest import ROOT
-    weights = save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path / "tiny.pt")
+    weights = tiny_weights
     proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "watch", "synthetic:60", "--realtime",
                              "--csv", str(tmp_path / "w.csv"), "--events", str(tmp_path / "w.json"),
                              "--weights", str(weights)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -205,10 +200,10 @@ def test_watch_stops_cleanly_on_ctrl_c_with_files_closed(tmp_path):
     assert json.loads((tmp_path / "w.json").read_text())["source"] == "synthetic"
 
 
-def test_watch_duration_and_status_line(tmp_path):
+def test_watch_duration_and_status_line(tmp_path, tiny_weights):
     import sys
     from conftest import ROOT
-    weights = save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path / "tiny.pt")
+    weights = tiny_weights
     r = subprocess.run([sys.executable, "-m", "monitor.cli", "watch", "synthetic:60", "--realtime", "--duration", "3",
                         "--weights", str(weights)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from model.preprocess import check_frame as _check_frame
 from model.registry import Registry
 from model.tasks import NUM_LEVELS, level_to_severity
 from training.fields import FractalField, low_res_shape, resize_field
@@ -36,9 +37,7 @@ def frame_scale(frame: np.ndarray) -> float:
 
 
 def check_frame(frame: np.ndarray) -> None:
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        got = f"{getattr(frame, 'dtype', type(frame).__name__)} {getattr(frame, 'shape', '')}"
-        raise ValueError(f"expected an RGB uint8 frame of shape (H, W, 3), got {got}")
+    _check_frame(frame, min_side=1)
 
 
 def check_severity(severity: float) -> float:

@@ -14,8 +14,7 @@ import logging
 import math
 import os
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,6 @@ from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from model.factory import create_model
-from model.predict import Prediction
 from model.tasks import DEFAULT_TASKS, severity_to_level
 from training.content import open_content
 from training.dataset import SynthPatchDataset

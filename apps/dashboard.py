@@ -150,6 +150,21 @@ def resolve_in(folder: Path, name: str) -> Path:
     return path
 
 
+def frame_at(path: Path, time_s: float) -> np.ndarray | None:
+    """The frame of a recording shown at `time_s` (seek to the keyframe before, decode forward)."""
+    import av
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        if stream.time_base:
+            c.seek(max(0, int(time_s / stream.time_base)), stream=stream, backward=True)
+        last = None
+        for f in c.decode(stream):
+            last = f
+            if f.time is not None and f.time >= time_s - 1e-3:
+                break
+        return None if last is None else last.to_ndarray(format="rgb24")
+
+
 def analyse_recording(path: Path, predictor, cfg: ScopeWatchConfig, out_dir: Path, progress=None):
     # A recording is analysed losslessly at decoding speed, whatever the live view's pacing.
     cfg = copy.deepcopy(cfg)
@@ -207,8 +222,18 @@ def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowe
         except SourceError as e:
             raise gr.Error(str(e))
         rows = downsample(session.timeline.analysed())
+        first = frame_at(path, rows[0].time_s) if rows else None
         return (probability_figure(rows, tasks), quality_figure(rows), events_rows(session.events),
-                str(csv_path), str(events_path), session.summary_text())
+                str(csv_path), str(events_path), session.summary_text(), str(path), first)
+
+    def jump(path, table, evt: gr.SelectData):
+        """A click on an event row shows the frame at the event's start."""
+        if not path:
+            return None, ""
+        t = float(table.iloc[evt.index[0]]["start (s)"]) if evt.index is not None and table is not None else 0.0
+        return frame_at(Path(path), t), f"frame at {t:.1f} s"
+
+
 
     def apply_settings(*values):
         for t, v in zip(tasks, values[:len(tasks)]):
@@ -244,14 +269,21 @@ def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowe
                 chosen = gr.Dropdown(choices=choices, label=f"…or choose from {allowed}" if allowed else "No folder configured",
                                      allow_custom_value=True)
             analyse_btn = gr.Button("Analyse", variant="primary")
-            summary = gr.Textbox(label="Summary", lines=8)
+            recording = gr.State("")
+            with gr.Row():
+                summary = gr.Textbox(label="Summary", lines=8, scale=3)
+                with gr.Column(scale=2):
+                    rec_frame = gr.Image(label="Frame (click an event or a chart point)", height=220)
+                    rec_frame_time = gr.Markdown()
             rec_prob = gr.Plot(label="Distortions")
             rec_quality = gr.Plot(label="Quality")
-            rec_events = gr.Dataframe(headers=EVENT_HEADERS, label="Events", interactive=False)
+            rec_events = gr.Dataframe(headers=EVENT_HEADERS, label="Events (click a row to see its frame)", interactive=False)
             with gr.Row():
                 csv_file = gr.File(label="CSV timeline")
                 events_file = gr.File(label="Events JSON")
-            analyse_btn.click(analyse, [upload, chosen], [rec_prob, rec_quality, rec_events, csv_file, events_file, summary])
+            analyse_btn.click(analyse, [upload, chosen], [rec_prob, rec_quality, rec_events, csv_file, events_file,
+                                                         summary, recording, rec_frame])
+            rec_events.select(jump, [recording, rec_events], [rec_frame, rec_frame_time])
         with gr.Tab("Settings"):
             sliders = [gr.Slider(0.05, 0.95, value=predictor.thresholds[t], step=0.05, label=f"{task_spec(t).title} threshold")
                        for t in tasks]

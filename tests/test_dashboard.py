@@ -84,6 +84,7 @@ def test_recorded_tab_csv_matches_the_monitor_csv(server, media, weights, tmp_pa
     client = Client(server, verbose=False)
     result = client.predict(None, "case.mp4", api_name="/analyse")
     csv_download = Path(result[3])
+    assert result[-1] is not None  # the first analysed frame is shown (gr.State outputs are not returned)
     shutil.copy(media / "case.mp4", tmp_path / "case.mp4")
     r = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(tmp_path / "case.mp4"), "--weights",
                         str(weights), "--every-frame", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -156,3 +157,16 @@ def test_in_a_real_browser(server):
         page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
         assert "LIVE" in page.inner_text(".sw-badges")
         browser.close()
+
+
+def test_frame_at_seeks_to_the_frame_shown_at_a_time(tmp_path):
+    import av
+    import numpy as np
+    from apps.dashboard import frame_at
+    path = write_video(tmp_path / "seek.mp4", n=60, options={"preset": "ultrafast", "g": "10"})
+    with av.open(str(path)) as c:
+        decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    for t in (0.0, 0.52, 1.0, 2.0):
+        got = frame_at(path, t)
+        i = int(round(t * 25))
+        assert np.array_equal(got, decoded[i]), t

@@ -2,7 +2,9 @@
 
 Probabilities are smoothed in time (exponential, time constant `smoothing_s`, using the real time
 between analysed frames) and thresholded with hysteresis (open at `on_threshold`, close under
-`off_threshold`), so an episode neither flickers at the boundary nor starts on one bad frame.
+`off_threshold`), so an episode neither flickers at the boundary nor starts on one bad frame. The
+smoothing decides *that* there is an episode; its boundaries come from the raw signal (from where it
+first rose above `off_threshold` to the last frame above it), so they do not lag by the smoothing.
 Episodes shorter than `min_duration_s` are dropped. Besides one episode kind per distortion there
 are the cheap checks of broadcast monitors (FFmpeg's blackdetect/freezedetect): quality below a
 threshold, a frozen picture, a black picture. Each event keeps a JPEG thumbnail of its worst frame.
@@ -62,9 +64,12 @@ class _Episode:
         self.values, self.qualities = [value], [r.quality]
         self.worse_is_higher = worse_is_higher
         self.worst, self.worst_time, self.worst_image = value, r.time_s, image
+        self.last_active = r.time_s  # last frame whose raw signal was on the distorted side
 
-    def add(self, r: FrameResult, value: float, image):
+    def add(self, r: FrameResult, value: float, image, active: bool = True):
         self.end = r.time_s
+        if active:
+            self.last_active = r.time_s
         self.values.append(value)
         self.qualities.append(r.quality)
         if (value > self.worst) if self.worse_is_higher else (value < self.worst):
@@ -72,7 +77,7 @@ class _Episode:
 
     def event(self, kind, name, source_id, width) -> Event:
         q = [x for x in self.qualities if x is not None]
-        return Event(kind, name, source_id, self.start, self.end, float(self.worst), float(np.mean(self.values)),
+        return Event(kind, name, source_id, self.start, self.last_active, float(self.worst), float(np.mean(self.values)),
                      float(np.mean(q)) if q else None, self.worst_time, len(self.values), self.start_wallclock,
                      thumbnail(self.worst_image, width) if self.worst_image is not None else None)
 
@@ -83,6 +88,7 @@ class EventDetector:
         self.cfg = cfg or EventConfig()
         self.smoothed: dict[str, float] = {}
         self.open: dict[str, _Episode] = {}
+        self.pending: dict[str, _Episode] = {}  # raw signal active, not (yet) confirmed by the smoothing
         self.last_time: float | None = None
         self.events: list[Event] = []
         self._prev_small: np.ndarray | None = None
@@ -104,31 +110,41 @@ class EventDetector:
         signals = {t: r.probabilities[t] for t in self.tasks if t in r.probabilities}
         for name, p in signals.items():
             s = self.smoothed[name] = p if name not in self.smoothed else self.smoothed[name] + a * (p - self.smoothed[name])
-            closed += self._hysteresis(name, "distortion", s >= self.cfg.on_threshold, s < self.cfg.off_threshold,
-                                       r, p, image, worse_is_higher=True)
+            closed += self._hysteresis(name, "distortion", p >= self.cfg.off_threshold, s >= self.cfg.on_threshold,
+                                       s < self.cfg.off_threshold, r, p, image, worse_is_higher=True)
         if r.quality is not None:
             q = self.smoothed["quality"] = r.quality if "quality" not in self.smoothed else \
                 self.smoothed["quality"] + a * (r.quality - self.smoothed["quality"])
-            closed += self._hysteresis("low_quality", "low_quality", q < self.cfg.quality_below,
-                                       q >= self.cfg.quality_below + 5.0, r, r.quality, image, worse_is_higher=False)
+            closed += self._hysteresis("low_quality", "low_quality", r.quality < self.cfg.quality_below + 5.0,
+                                       q < self.cfg.quality_below, q >= self.cfg.quality_below + 5.0, r, r.quality,
+                                       image, worse_is_higher=False)
         if image is not None:
             closed += self._picture_checks(r, image)
         return closed
 
-    def _hysteresis(self, key, kind, turn_on, turn_off, r, value, image, worse_is_higher) -> list[Event]:
+    def _hysteresis(self, key, kind, active, turn_on, turn_off, r, value, image, worse_is_higher) -> list[Event]:
         ep = self.open.get(key)
         if ep is None:
+            candidate = self.pending.get(key)
+            if not active:
+                self.pending.pop(key, None)
+                candidate = None
+            elif candidate is None:
+                candidate = self.pending[key] = _Episode(r, value, image, worse_is_higher)
+            else:
+                candidate.add(r, value, image)
             if turn_on:
-                self.open[key] = _Episode(r, value, image, worse_is_higher)
+                self.open[key] = candidate or _Episode(r, value, image, worse_is_higher)
+                self.pending.pop(key, None)
             return []
-        ep.add(r, value, image)
+        ep.add(r, value, image, active)
         if turn_off:
             return self._close(key, kind)
         return []
 
     def _close(self, key: str, kind: str) -> list[Event]:
         ep = self.open.pop(key)
-        if ep.end - ep.start < self.cfg.min_duration_s:
+        if ep.last_active - ep.start < self.cfg.min_duration_s:
             return []
         ev = ep.event(kind, key, self._source, self.cfg.thumbnail_width)
         self.events.append(ev)
@@ -179,6 +195,7 @@ class EventDetector:
             else:
                 closed += self._close(key, kind)
         self.smoothed.clear()
+        self.pending.clear()
         self.last_time = None
         self._prev_small = None
         return closed

@@ -15,6 +15,7 @@ from conftest import ROOT
 from helpers import free_port, write_video
 
 SHOTS = ROOT / "out" / "screenshots"
+url_started: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +30,9 @@ def media(tmp_path_factory):
     return folder
 
 
-def serve(*args, weights):
+def serve(*args):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "dashboard", *args, "--port", str(port),
-                             "--weights", str(weights)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "dashboard", *args, "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=os.environ | {"GRADIO_ANALYTICS_ENABLED": "False"})
     end = time.time() + 60
     while time.time() < end:
@@ -46,8 +46,11 @@ def serve(*args, weights):
 
 
 @pytest.fixture(scope="module")
-def server(weights, media):
-    proc, url = serve("synthetic:120", "--allowed-dir", str(media), "--max-upload-mb", "1", weights=weights)
+def server(media):
+    """The shipped weights watching the built-in 60 s demo feed (smoke from 6 to 20 s)."""
+    started = time.time()
+    proc, url = serve("synthetic:60", "--allowed-dir", str(media), "--max-upload-mb", "1")
+    url_started[url] = started
     yield url
     proc.terminate()
     proc.wait(10)
@@ -65,9 +68,9 @@ def test_page_and_config_are_served_without_analytics(server):
 def test_live_chart_gains_points_over_http(server):
     from gradio_client import Client
     client = Client(server, verbose=False)
-    first = client.predict("synthetic:120", "all", api_name="/live_update")
+    first = client.predict("synthetic:60", "all", api_name="/live_update")
     time.sleep(3)
-    second = client.predict("synthetic:120", "all", api_name="/live_update")
+    second = client.predict("synthetic:60", "all", api_name="/live_update")
 
     def latest(fig):  # latest time on the chart (long histories are downsampled, so not a count)
         import json
@@ -79,15 +82,15 @@ def test_live_chart_gains_points_over_http(server):
     assert "LIVE" in second[1]
 
 
-def test_recorded_tab_csv_matches_the_monitor_csv(server, media, weights, tmp_path):
+def test_recorded_tab_csv_matches_the_monitor_csv(server, media, tmp_path):
     from gradio_client import Client
     client = Client(server, verbose=False)
     result = client.predict(None, "case.mp4", api_name="/analyse")
     csv_download = Path(result[3])
     assert result[-1] is not None  # the first analysed frame is shown (gr.State outputs are not returned)
     shutil.copy(media / "case.mp4", tmp_path / "case.mp4")
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(tmp_path / "case.mp4"), "--weights",
-                        str(weights), "--every-frame", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(tmp_path / "case.mp4"),
+                        "--every-frame", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
 
     def rows(path):
@@ -154,8 +157,21 @@ def test_in_a_real_browser(server):
         n, first = latest()
         time.sleep(3)
         assert n >= 5 and latest()[1] > first + 1.0
-        page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
         assert "LIVE" in page.inner_text(".sw-badges")
+        # The scheduled smoke (6-20 s of the feed) appears in the events table once it has cleared.
+        time.sleep(max(0.0, url_started[server] + 26 - time.time()))
+        page.get_by_text("smoke", exact=True).first.wait_for(timeout=20000)
+        page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
+        page.get_by_role("tab", name="Recorded").click()
+        page.get_by_label("…or choose from", exact=False).click()
+        page.get_by_role("option", name="case.mp4").click()
+        page.wait_for_function("[...document.querySelectorAll('input')].some(i => i.value === 'case.mp4')", timeout=10000)
+        page.get_by_role("button", name="Analyse").click()
+        try:  # the summary appears when the analysis is done
+            page.wait_for_function("[...document.querySelectorAll('textarea')].some(t => t.value.includes('analysed frames'))",
+                                   timeout=60000)
+        finally:
+            page.screenshot(path=str(SHOTS / "recorded.png"), full_page=True)
         browser.close()
 
 

@@ -217,10 +217,12 @@ class StreamSource(FrameSource):
     def frames(self):
         t0 = time.time()
         index, attempt, ever_live = 0, 0, False
+        announce_live = True  # a LIVE row is due at the first frame of each session
         last_time = 0.0
         while not self.stop_event.is_set():
-            yield StateChange(StreamState.CONNECTING if not ever_live else StreamState.RECONNECTING,
-                              last_time, time.time(), self.url)
+            if attempt == 0:  # once per outage; the retries after it are logged only
+                yield StateChange(StreamState.CONNECTING if not ever_live else StreamState.RECONNECTING,
+                                  last_time, time.time(), self.url)
             try:
                 container = self._open()
             except (av.error.FFmpegError, OSError, SourceError) as e:
@@ -240,7 +242,7 @@ class StreamSource(FrameSource):
             cc = stream.codec_context
             self.info = SourceInfo(cc.width, cc.height, float(stream.average_rate) if stream.average_rate else None, cc.name)
             session_start = None
-            reason = "end of stream"
+            reason, stalled = "end of stream", False
             try:
                 for frame in container.decode(stream):
                     if self.stop_event.is_set():
@@ -250,27 +252,29 @@ class StreamSource(FrameSource):
                     if session_start is None:
                         # Media time continues from wall time across reconnections: pts restart per session.
                         session_start = (now - t0) - t
-                        if not ever_live or attempt:
+                        if announce_live:
                             yield StateChange(StreamState.LIVE, session_start + t, now,
                                               f"{cc.name} {cc.width}x{cc.height}")
-                        ever_live, attempt = True, 0
+                        ever_live, attempt, announce_live = True, 0, False
                     last_time = session_start + t
                     yield RawFrame(index, frame.pts, last_time, now, frame.width, frame.height, av_frame=frame)
                     index += 1
             except (av.error.FFmpegError, OSError) as e:
                 reason = _av_error(e)
+                # The read timeout interrupts FFmpeg (AVERROR_EXIT): connected, but nothing arrives.
+                stalled = isinstance(e, (av.error.ExitError, TimeoutError))
             finally:
                 container.close()
             if self.stop_event.is_set():
                 return
-            state = StreamState.STALLED if "timed out" in reason.lower() or "timeout" in reason.lower() else StreamState.ENDED
+            state = StreamState.STALLED if stalled else StreamState.ENDED
+            announce_live = True
             log.warning("%s: %s (%s); reconnecting", self.url, state.value, reason)
             yield StateChange(state, last_time, time.time(), reason)
             if self.cfg.max_reconnects is not None and attempt >= self.cfg.max_reconnects:
                 yield StateChange(StreamState.FAILED, last_time, time.time(), "gave up reconnecting")
                 return
-            wait = self.cfg.reconnect_backoff_s[min(attempt, len(self.cfg.reconnect_backoff_s) - 1)]
-            attempt += 1
+            wait = self.cfg.reconnect_backoff_s[0]
             if self.stop_event.wait(wait):
                 return
 

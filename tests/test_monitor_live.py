@@ -208,3 +208,23 @@ def test_watch_duration_and_status_line(tmp_path, tiny_weights):
                         "--weights", str(weights)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "[live]" in r.stderr and "fps" in r.stderr and "dropped" in r.stderr
+
+
+def test_watchdog_declares_a_silent_stream_stalled_and_reopens_it(predictor, tmp_path):
+    import os
+    import signal
+    port = free_port()
+    pub = Publisher(f"tcp://127.0.0.1:{port}?listen=1", "mpegts", seconds=60)
+    pub.start()
+    session = start_session(f"tcp://127.0.0.1:{port}", predictor, live_config(), tmp_path)
+    try:
+        assert wait_for(lambda: len(frames_of(session)) >= 25, 15)
+        os.kill(pub.process.pid, signal.SIGSTOP)  # connected but silent: the read blocks
+        t = time.time()
+        assert wait_for(lambda: any(r.stream_state == StreamState.STALLED for r in session.timeline.snapshot()), 15)
+        assert time.time() - t < 2 + 5  # within stall_s (2 s) plus decoding slack
+        assert wait_for(lambda: session.monitor.metrics.state == StreamState.RECONNECTING, 10)
+    finally:
+        os.kill(pub.process.pid, signal.SIGCONT)
+        pub.stop()
+        stop_session(session)

@@ -1,0 +1,84 @@
+"""CPU cost of the dashboard while a browser watches a 25 fps feed (it must not starve the monitor).
+
+Runs the same 25 fps synthetic feed for --seconds twice: under `scopewatch watch` (the monitor
+alone) and under `scopewatch dashboard` with headless Chromium on the Live tab; prints the CPU
+seconds per wall second of each server process, the difference (the dashboard's own cost), and the
+frames analysed per second in both. Needs Debian's chromium and playwright.
+    python benchmarks/dashboard_cpu.py [--seconds 20]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def monitor_alone(seconds: float) -> dict:
+    cmd = [sys.executable, "-m", "monitor.cli", "watch", "synthetic:600", "--realtime", "--duration", str(seconds),
+           "--csv", "/tmp/scopewatch_cpu_watch.csv"]
+    t = time.time()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(seconds * 0.9)
+    cpu = cpu_seconds(proc.pid)
+    wall = time.time() - t
+    proc.wait()
+    rows = sum(1 for line in open("/tmp/scopewatch_cpu_watch.csv") if ",live" in line and ",,," not in line)
+    return {"cpu_per_s": cpu / wall, "frames_per_s": rows / seconds}
+
+
+def with_dashboard(seconds: float) -> dict:
+    from playwright.sync_api import sync_playwright
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "dashboard", "synthetic:600", "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while "ScopeWatch dashboard:" not in proc.stdout.readline():
+        pass
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.get_by_label("1 min").check()
+        time.sleep(3)  # settle
+        c0, t0 = cpu_seconds(proc.pid), time.time()
+        time.sleep(seconds)
+        cpu, wall = cpu_seconds(proc.pid) - c0, time.time() - t0
+        fps = float(page.inner_text(".sw-badges").split(" fps")[0].split()[-1])
+        browser.close()
+    proc.terminate()
+    proc.wait(10)
+    return {"cpu_per_s": cpu / wall, "frames_per_s": fps}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    args = ap.parse_args()
+    alone, dash = monitor_alone(args.seconds), with_dashboard(args.seconds)
+    out = {"monitor_alone_cpu_cores": round(alone["cpu_per_s"], 2), "with_dashboard_cpu_cores": round(dash["cpu_per_s"], 2),
+           "dashboard_cost_cpu_cores": round(dash["cpu_per_s"] - alone["cpu_per_s"], 2),
+           "analysed_fps_alone": round(alone["frames_per_s"], 1), "analysed_fps_with_dashboard": dash["frames_per_s"]}
+    for k, v in out.items():
+        print(f"{k:<30}{v}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

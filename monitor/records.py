@@ -45,9 +45,6 @@ class FrameResult:
     def wallclock(self) -> str:
         return _dt.datetime.fromtimestamp(self.wall_time, _dt.timezone.utc).isoformat(timespec="milliseconds")
 
-    def present(self, task: str, threshold: float = 0.5) -> bool:
-        return self.probabilities.get(task, 0.0) >= threshold
-
 
 def csv_columns(tasks) -> list[str]:
     return ["time_s", "frame_index", "wallclock", *tasks, *(f"{t}_level" for t in tasks),

@@ -59,7 +59,7 @@ class _Episode:
     """One open episode, accumulating its statistics."""
 
     def __init__(self, r: FrameResult, value: float, image, worse_is_higher: bool):
-        self.start, self.end = r.time_s, r.time_s
+        self.start = r.time_s
         self.start_wallclock = r.wallclock
         self.values, self.qualities = [value], [r.quality]
         self.worse_is_higher = worse_is_higher
@@ -67,7 +67,6 @@ class _Episode:
         self.last_active = r.time_s  # last frame whose raw signal was on the distorted side
 
     def add(self, r: FrameResult, value: float, image, active: bool = True):
-        self.end = r.time_s
         if active:
             self.last_active = r.time_s
         self.values.append(value)
@@ -83,9 +82,10 @@ class _Episode:
 
 
 class EventDetector:
-    def __init__(self, tasks, cfg: EventConfig | None = None, thresholds: dict[str, float] | None = None):
+    def __init__(self, tasks, cfg: EventConfig | None = None, source_id: str = ""):
         self.tasks = tuple(tasks)
         self.cfg = cfg or EventConfig()
+        self.source_id = source_id
         self.smoothed: dict[str, float] = {}
         self.open: dict[str, _Episode] = {}
         self.pending: dict[str, _Episode] = {}  # raw signal active, not (yet) confirmed by the smoothing
@@ -146,7 +146,7 @@ class EventDetector:
         ep = self.open.pop(key)
         if ep.last_active - ep.start < self.cfg.min_duration_s:
             return []
-        ev = ep.event(kind, key, self._source, self.cfg.thumbnail_width)
+        ev = ep.event(kind, key, self.source_id, self.cfg.thumbnail_width)
         self.events.append(ev)
         return [ev]
 
@@ -168,17 +168,11 @@ class EventDetector:
             elif since is not None:
                 setattr(self, since_attr, None)
                 ep = self.open.pop(key)
-                if ep.end - ep.start >= min_s:
-                    ev = ep.event(key, key, self._source, self.cfg.thumbnail_width)
+                if ep.last_active - ep.start >= min_s:
+                    ev = ep.event(key, key, self.source_id, self.cfg.thumbnail_width)
                     self.events.append(ev)
                     closed.append(ev)
         return closed
-
-    _source = ""
-
-    def bind(self, source_id: str) -> "EventDetector":
-        self._source = source_id
-        return self
 
     def flush(self, time_s: float | None = None) -> list[Event]:
         """Close every open episode (end of stream or a gap: an episode never spans a gap)."""
@@ -188,8 +182,8 @@ class EventDetector:
             if key in ("freeze", "black"):
                 ep = self.open.pop(key)
                 setattr(self, "_frozen_since" if key == "freeze" else "_black_since", None)
-                if ep.end - ep.start >= (self.cfg.freeze_s if key == "freeze" else self.cfg.black_s):
-                    ev = ep.event(key, key, self._source, self.cfg.thumbnail_width)
+                if ep.last_active - ep.start >= (self.cfg.freeze_s if key == "freeze" else self.cfg.black_s):
+                    ev = ep.event(key, key, self.source_id, self.cfg.thumbnail_width)
                     self.events.append(ev)
                     closed.append(ev)
             else:

@@ -21,7 +21,7 @@ class Session:
         self.cfg = cfg
         tasks = predictor.tasks
         self.timeline = Timeline(tasks, predictor.thresholds)
-        self.detector = EventDetector(tasks, cfg.events).bind(source.source_id)
+        self.detector = EventDetector(tasks, cfg.events, source.source_id)
         self.csv = CsvTimelineWriter(csv_path, tasks, cfg.output.flush_s) if csv_path else None
         self.events_out = EventsJsonWriter(events_path, source.source_id, tasks) if events_path else None
         self.webhook = WebhookSender(cfg.output.webhook) if cfg.output.webhook else None

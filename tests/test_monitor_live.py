@@ -54,15 +54,26 @@ def wait_for(cond, timeout):
     return False
 
 
+def tcp_server(port, seconds=60):
+    """A listening MPEG-TS TCP server (PyAV in its own process) on `port`, started."""
+    pub = Publisher(f"tcp://127.0.0.1:{port}?listen=1", "mpegts", seconds=seconds)
+    pub.start()
+    return pub
+
+
+def watched_tcp_feed(predictor, tmp_path, seconds=60):
+    """A server and a monitoring session reading it: (port, publisher, session)."""
+    port = free_port()
+    pub = tcp_server(port, seconds)
+    return port, pub, start_session(f"tcp://127.0.0.1:{port}", predictor, live_config(), tmp_path)
+
+
 def frames_of(session):
     return [r for r in session.timeline.snapshot() if r.analysed]
 
 
 def test_tcp_mpegts_stream_is_analysed_live(predictor, tmp_path):
-    port = free_port()
-    pub = Publisher(f"tcp://127.0.0.1:{port}?listen=1", "mpegts", seconds=20)
-    pub.start()
-    session = start_session(f"tcp://127.0.0.1:{port}", predictor, live_config(), tmp_path)
+    port, pub, session = watched_tcp_feed(predictor, tmp_path, seconds=20)
     try:
         assert wait_for(lambda: len(frames_of(session)) >= 50, 15)
     finally:
@@ -82,10 +93,7 @@ def test_tcp_mpegts_stream_is_analysed_live(predictor, tmp_path):
 
 
 def test_server_killed_midstream_then_restarted_gap_is_recorded_and_rows_resume(predictor, tmp_path):
-    port = free_port()
-    pub = Publisher(f"tcp://127.0.0.1:{port}?listen=1", "mpegts", seconds=60)
-    pub.start()
-    session = start_session(f"tcp://127.0.0.1:{port}", predictor, live_config(), tmp_path)
+    port, pub, session = watched_tcp_feed(predictor, tmp_path, seconds=60)
     try:
         assert wait_for(lambda: len(frames_of(session)) >= 25, 15)
         pub.stop()  # the server goes away mid-stream
@@ -93,8 +101,7 @@ def test_server_killed_midstream_then_restarted_gap_is_recorded_and_rows_resume(
                                                                   StreamState.STALLED), 10)
         before = len(frames_of(session))
         time.sleep(1.0)
-        pub2 = Publisher(f"tcp://127.0.0.1:{port}?listen=1", "mpegts", seconds=60)
-        pub2.start()
+        pub2 = tcp_server(port)
         assert wait_for(lambda: len(frames_of(session)) >= before + 25, 20)
     finally:
         pub.stop()
@@ -213,10 +220,7 @@ def test_watch_duration_and_status_line(tmp_path, tiny_weights):
 def test_watchdog_declares_a_silent_stream_stalled_and_reopens_it(predictor, tmp_path):
     import os
     import signal
-    port = free_port()
-    pub = Publisher(f"tcp://127.0.0.1:{port}?listen=1", "mpegts", seconds=60)
-    pub.start()
-    session = start_session(f"tcp://127.0.0.1:{port}", predictor, live_config(), tmp_path)
+    port, pub, session = watched_tcp_feed(predictor, tmp_path, seconds=60)
     try:
         assert wait_for(lambda: len(frames_of(session)) >= 25, 15)
         os.kill(pub.process.pid, signal.SIGSTOP)  # connected but silent: the read blocks

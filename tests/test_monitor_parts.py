@@ -72,7 +72,7 @@ def result(t, noise=0.0, smoke=0.0, quality=90.0, state=StreamState.LIVE):
 
 
 def run_events(signal, cfg=None, image=None, step=0.1):
-    det = EventDetector(TASKS, cfg or EventConfig(smoothing_s=0.3, min_duration_s=1.0)).bind("s")
+    det = EventDetector(TASKS, cfg or EventConfig(smoothing_s=0.3, min_duration_s=1.0), "s")
     events = []
     for i, (n, s, q) in enumerate(signal):
         img = image(i) if image else None
@@ -128,7 +128,7 @@ def test_freeze_and_black_frames():
 
 
 def test_a_stream_gap_closes_open_episodes():
-    det = EventDetector(TASKS, EventConfig(smoothing_s=0.1, min_duration_s=0.5)).bind("s")
+    det = EventDetector(TASKS, EventConfig(smoothing_s=0.1, min_duration_s=0.5), "s")
     for i in range(20):
         det.update(result(i * 0.1, 0.95))
     closed = det.update(result(2.0, state=StreamState.RECONNECTING))

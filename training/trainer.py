@@ -130,15 +130,13 @@ def evaluate_batches(model, batches: list[dict], cfg: TrainConfig) -> dict:
     return m
 
 
-def fixed_batches(contents, cfg: TrainConfig, seed: int) -> list[dict]:
-    ds = SynthPatchDataset(contents, cfg.tasks, create_model(cfg.model, cfg.tasks).input_cfg,
-                           seed=seed, length=cfg.val_samples)
+def fixed_batches(contents, cfg: TrainConfig, input_cfg, seed: int) -> list[dict]:
+    ds = SynthPatchDataset(contents, cfg.tasks, input_cfg, seed=seed, length=cfg.val_samples)
     return list(DataLoader(ds, batch_size=cfg.batch_size))
 
 
-def nss_statistics(contents, cfg: TrainConfig, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    ds = SynthPatchDataset(contents, cfg.tasks, create_model(cfg.model, cfg.tasks).input_cfg,
-                           seed=cfg.seed + 777, length=n)
+def nss_statistics(contents, cfg: TrainConfig, input_cfg, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    ds = SynthPatchDataset(contents, cfg.tasks, input_cfg, seed=cfg.seed + 777, length=n)
     feats = torch.cat([s["nss"] for s in ds])
     return feats.mean(0), feats.std(0).clamp_min(1e-3)
 
@@ -162,7 +160,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         log.info("resuming %s at step %d (best score %.4f)", out / "last.pt", step, best)
     else:
         model = create_model(cfg.model, cfg.tasks).train()
-        model.nss_mean, model.nss_std = nss_statistics(train_contents, cfg)
+        model.nss_mean, model.nss_std = nss_statistics(train_contents, cfg, model.input_cfg)
     model = model.to(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
@@ -171,7 +169,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if resume and step:
         opt.load_state_dict(state["optimizer"])
 
-    val = fixed_batches(val_contents, cfg, seed=cfg.seed + 10_000)
+    val = fixed_batches(val_contents, cfg, model.input_cfg, seed=cfg.seed + 10_000)
     # The stream's seed includes the step, so a resumed run continues with fresh samples.
     stream = SynthPatchDataset(train_contents, cfg.tasks, model.input_cfg, seed=cfg.seed * 1_000_003 + step)
     loader = iter(DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,

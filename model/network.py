@@ -11,6 +11,13 @@ Layout follows timm's model files: blocks, the main class (`forward_features`, `
   tells motion blur from defocus); patches -> mean and std across the K patches (aggregation that sees both the
   typical patch and how much they disagree, i.e. local vs global distortions); context -> mean and
   std over the cells inside the field of view (std of the context = brightness/veil spread).
+* Orientation statistics (fixed, not learned): the structure tensor of each patch's luma at three
+  scales, reduced to rotation-invariant numbers. A motion PSF removes detail along one direction,
+  the same direction in every patch, whereas a defocus disk removes it in all directions and scene
+  edges point every which way across patches; so the length of the across-patch mean orientation
+  vector separates the two. Measured on synthesised frames (motion vs defocus, one distortion
+  each): AUC 0.90 for that one number at full scale, where the CNN's pooled maps left motion blur
+  at F1 0.30 (most of it called defocus).
 * Heads on the fused frame vector: presence logits (one binary classifier per task), severity in
   [0, 1] per task (level = ceil(4 x severity)), and quality 0..100. The NSS auxiliary head
   (Bourbia et al.) regresses each patch's wavelet NSS features; its hidden layer, averaged over
@@ -51,6 +58,35 @@ class Trunk(nn.Module):
         return maps
 
 
+class OrientationStats(nn.Module):
+    """Per frame, for each scale: mean and std across patches of log gradient energy, mean length of
+    the patches' orientation vectors (local anisotropy), and length of their mean (anisotropy shared
+    by all patches: motion). Orientation vector = ((Ixx - Iyy), 2 Ixy) / (Ixx + Iyy), the
+    double-angle form, so opposite gradient directions agree."""
+
+    def __init__(self, scales: tuple[int, ...] = (1, 2, 4)):
+        super().__init__()
+        self.scales = scales
+        self.num_features = 4 * len(scales)
+        self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]) / 255.0, persistent=False)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """patches (B, K, P, P, 3) uint8 -> (B, 4 x len(scales))."""
+        b, k = patches.shape[:2]
+        y = (patches.flatten(0, 1).float() @ self.luma)[:, None]  # (B*K, 1, P, P), contiguous
+        out = []
+        for s in self.scales:
+            z = F.avg_pool2d(y, s) if s > 1 else y
+            gx = z[..., 1:-1, 2:] - z[..., 1:-1, :-2]
+            gy = z[..., 2:, 1:-1] - z[..., :-2, 1:-1]
+            xx, xy, yy = ((g * h).mean((1, 2, 3)).view(b, k) for g, h in ((gx, gx), (gx, gy), (gy, gy)))
+            energy = xx + yy + 1e-6
+            v = torch.stack([(xx - yy) / energy, 2 * xy / energy], dim=-1)  # (B, K, 2)
+            log_e = energy.log()
+            out += [log_e.mean(1), log_e.std(1, unbiased=False), v.norm(dim=-1).mean(1), v.mean(1).norm(dim=-1)]
+        return torch.stack(out, dim=1)
+
+
 def _pool_maps(maps: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean and std of every tapped map over space (within the mask, resized to each map)."""
     out = []
@@ -64,13 +100,15 @@ def _pool_maps(maps: list[torch.Tensor], mask: torch.Tensor | None = None) -> to
 
 
 def _mean_std(x: torch.Tensor, dims, weight: torch.Tensor | None = None) -> torch.Tensor:
+    # Variance as E[x^2] - E[x]^2: torch's var over the spatial dims of a channels_last map is
+    # ~10x slower than two means (measured 15 ms vs 1.4 ms on a 64x32x32x32 map), and the maps
+    # are post-ReLU activations of moderate size, so the cancellation is harmless in float32.
     if weight is None:
-        mean = x.mean(dims)
-        var = x.var(dims, unbiased=False)
+        mean, square = x.mean(dims), (x * x).mean(dims)
     else:
         total = weight.sum(dims).clamp_min(1e-6)
-        mean = (x * weight).sum(dims) / total
-        var = (((x - mean.reshape(mean.shape + (1,) * len(dims))) ** 2) * weight).sum(dims) / total
+        mean, square = (x * weight).sum(dims) / total, (x * x * weight).sum(dims) / total
+    var = (square - mean * mean).clamp_min(0.0)
     return torch.cat([mean, (var + 1e-6).sqrt()], dim=-1)
 
 
@@ -83,7 +121,9 @@ class QualityNet(nn.Module):
         self.input_cfg = input_cfg or InputConfig()
         self.trunk = Trunk(tuple(widths), tuple(taps))
         c = self.trunk.out_channels
-        self.neck = nn.Sequential(nn.Linear(6 * c, hidden), nn.ReLU(inplace=True), nn.Dropout(0.1))
+        self.orientation = OrientationStats()
+        self.orientation_norm = nn.BatchNorm1d(self.orientation.num_features)
+        self.neck = nn.Sequential(nn.Linear(6 * c + self.orientation.num_features, hidden), nn.ReLU(inplace=True), nn.Dropout(0.1))
         self.presence = nn.Linear(hidden, len(self.tasks))
         self.severity = nn.Linear(hidden, len(self.tasks))
         self.aux_hidden = nn.Sequential(nn.Linear(2 * c, aux_hidden), nn.ReLU(inplace=True))
@@ -104,12 +144,13 @@ class QualityNet(nn.Module):
 
     def forward_features(self, patches: torch.Tensor, context: torch.Tensor, mask: torch.Tensor):
         """patches (B, K, P, P, 3) uint8; context (B, Hc, Wc, 3) uint8; mask (B, Hc, Wc) in [0, 1].
-        Returns the fused frame vector (B, 6C) and per-patch pooled features (B, K, 2C)."""
+        Returns the fused frame vector (B, 6C + orientation) and per-patch pooled features (B, K, 2C)."""
         b, k = patches.shape[:2]
         per_patch = _pool_maps(self.trunk(self._normalise(patches.flatten(0, 1)))).view(b, k, -1)
         ctx = _pool_maps(self.trunk(self._normalise(context)), mask[:, None].float())
         across = _mean_std(per_patch.transpose(1, 2), (2,))
-        return torch.cat([across, ctx], dim=1), per_patch
+        orient = self.orientation_norm(self.orientation(patches))
+        return torch.cat([across, ctx, orient], dim=1), per_patch
 
     def forward_head(self, fused: torch.Tensor, per_patch: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.neck(fused)

@@ -3,11 +3,14 @@ evaluation, dashboard) goes through `Predictor`; preprocessing comes from the mo
 contract, so no caller repeats a constant."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from model.preprocess import FrameInputs, extract
 from model.tasks import severity_to_level, task_spec
@@ -32,6 +35,18 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of `model` for inference with every BatchNorm folded into the conv before it: the
+    statistics are frozen at inference, so the normalisation is one more per-channel affine map,
+    and folding it saves a full pass over every feature map (~15% of the model's CPU time)."""
+    model = copy.deepcopy(model).eval()
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(seq[i], seq[i + 1]), nn.Identity()
+    return model
+
+
 def collate(inputs: Sequence[FrameInputs]) -> dict[str, torch.Tensor]:
     return {"patches": torch.from_numpy(np.stack([x.patches for x in inputs])),
             "context": torch.from_numpy(np.stack([x.context for x in inputs])),
@@ -41,11 +56,21 @@ def collate(inputs: Sequence[FrameInputs]) -> dict[str, torch.Tensor]:
 class Predictor:
     def __init__(self, model, device: str = "auto", thresholds: dict[str, float] | None = None):
         self.device = resolve_device(device)
-        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        self.model = fold_batchnorm(model).to(self.device).to(memory_format=torch.channels_last)
         self.tasks = model.tasks
         self.input_cfg = model.input_cfg
         self.name = getattr(model, "arch", type(model).__name__)
         self.thresholds = {t: task_spec(t).alert_above for t in self.tasks} | (thresholds or {})
+
+    def replace_model(self, model) -> None:
+        """Swap in other weights while sources run (the dashboard's weights setting). They must keep
+        the input contract: same tasks (the CSV columns) and same input configuration."""
+        if model.tasks != self.tasks:
+            raise ValueError(f"those weights detect {', '.join(model.tasks)}, not {', '.join(self.tasks)}")
+        if model.input_cfg != self.input_cfg:
+            raise ValueError("those weights expect another input configuration (patches, analysis size)")
+        self.model = fold_batchnorm(model).to(self.device).to(memory_format=torch.channels_last)
+        self.name = getattr(model, "arch", type(model).__name__)
 
     def prepare(self, frame: np.ndarray) -> FrameInputs:
         return extract(frame, self.input_cfg)

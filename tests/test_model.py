@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -90,3 +91,46 @@ def test_device_resolution():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError):
         resolve_device("tpu")
+
+
+def test_inference_folds_batchnorm_without_changing_outputs_or_the_model(scene_frame):
+    import torch
+    from model.predict import collate
+    torch.manual_seed(0)
+    model = create_model("scopewatch_lap5_small").eval()
+    for m in model.modules():  # non-trivial running statistics, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    predictor = Predictor(model, "cpu")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.model.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 5  # the caller's model is untouched
+    batch = collate([predictor.prepare(scene_frame)] * 2)
+    with torch.inference_mode():
+        ref, fused = model(**batch), predictor.model(**batch)
+    for k in ref:
+        assert torch.allclose(ref[k], fused[k], atol=1e-4, rtol=1e-4), k
+
+
+def test_orientation_statistics_tell_a_motion_streak_from_a_defocus_disk(scene_frame):
+    """The across-patch orientation coherence rises under motion blur, not under defocus."""
+    import torch
+    from model.network import OrientationStats
+    from model.preprocess import InputConfig, extract
+    from training.distortions import create_distortion
+    stats = OrientationStats()
+
+    def coherence(frame):  # length of the patches' mean orientation vector, at full scale
+        x = extract(frame, InputConfig())
+        return float(stats(torch.from_numpy(x.patches)[None])[0, 3])
+
+    clean = coherence(scene_frame)
+    motion = create_distortion("motion_blur")
+    defocus = create_distortion("defocus_blur")
+    # averaged over four directions: one along the scene's own dominant edges says less
+    streaked = np.mean([coherence(motion.apply(scene_frame, 0.4, {"angle": a, "wobble": 0.0, "phase": 0.0}))
+                        for a in np.arange(4) * np.pi / 4])
+    disked = coherence(defocus.apply(scene_frame, 0.4, {"depth": False, "seed": 0, "phase": 0.0}))
+    assert streaked > clean + 0.15 and streaked > disked + 0.15
+    assert abs(disked - clean) < 0.15

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,ray]'
 	touch $(STAMP)
 
 demo: setup
@@ -28,11 +28,11 @@ bench: setup
 	$(PY) benchmarks/synth_speed.py
 	$(PY) benchmarks/model_speed.py
 
-# Reproduce the shipped weights (about 35 min on a 2-core CPU), then check them.
-WEIGHTS := model/weights/scopewatch_lap5.synth_v1.pt
+# Reproduce the shipped weights (about 45 min on an otherwise idle 2-core CPU), then check them.
+WEIGHTS := model/weights/scopewatch_lap5.synth_v2.pt
 weights: setup
-	$(VENV)/bin/scopewatch train --out runs/synth_v1
-	cp runs/synth_v1/best.pt $(WEIGHTS)
+	$(VENV)/bin/scopewatch train --out runs/synth_v2
+	cp runs/synth_v2/best.pt $(WEIGHTS)
 
 # The held-out test set: procedural seeds and real frames that training and validation never used.
 SURGICAL := ../shared/data/surgical

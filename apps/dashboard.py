@@ -7,6 +7,7 @@ shared by every browser tab watching it (`SourceHub`), so ten viewers never star
 from __future__ import annotations
 
 import copy
+import html
 import logging
 import tempfile
 import threading
@@ -18,6 +19,7 @@ import plotly.graph_objects as go
 
 from model.tasks import task_spec
 from monitor.config import ScopeWatchConfig
+from monitor.pipeline import InferenceWorker
 from monitor.records import FrameResult
 from monitor.session import Session
 from monitor.sources import SourceError, open_source
@@ -29,10 +31,12 @@ MAX_POINTS = 600
 
 
 class SourceHub:
-    """At most one running Session per source, shared by all viewers; stopping releases it."""
+    """At most one running Session per source, shared by all viewers; stopping releases it. All
+    feeds share one inference worker (one model, batched across feeds)."""
 
     def __init__(self, predictor, cfg: ScopeWatchConfig, out_dir: Path):
         self.predictor, self.cfg, self.out_dir = predictor, cfg, Path(out_dir)
+        self.worker = InferenceWorker(predictor, cfg.buffer.batch_size, cfg.model.threads)
         self.sessions: dict[str, Session] = {}
         self.threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -45,7 +49,7 @@ class SourceHub:
             source.open()
             stem = "".join(c if c.isalnum() else "_" for c in uri)[-60:]
             session = Session(source, self.predictor, self.cfg, self.out_dir / f"{stem}.csv",
-                              self.out_dir / f"{stem}.events.json")
+                              self.out_dir / f"{stem}.events.json", worker=self.worker)
             thread = threading.Thread(target=session.run, name=f"session:{uri}", daemon=True)
             self.sessions[uri], self.threads[uri] = session, thread
             thread.start()
@@ -53,6 +57,9 @@ class SourceHub:
 
     def get(self, uri: str) -> Session | None:
         return self.sessions.get(uri)
+
+    def running(self) -> dict[str, Session]:
+        return {uri: s for uri, s in self.sessions.items() if self.threads[uri].is_alive()}
 
     def stop(self, uri: str) -> None:
         with self._lock:
@@ -64,6 +71,7 @@ class SourceHub:
     def stop_all(self) -> None:
         for uri in list(self.sessions):
             self.stop(uri)
+        self.worker.stop()
 
 
 def downsample(results: list[FrameResult], max_points: int = MAX_POINTS) -> list[FrameResult]:
@@ -93,10 +101,10 @@ def probability_figure(results, tasks, title="Distortion probability") -> go.Fig
     for task in tasks:
         spec = task_spec(task)
         fig.add_trace(go.Scatter(x=t, y=[r.probabilities.get(task) for r in results], name=spec.title,
-                                 mode="lines", line={"color": spec.color, "width": 2}))
+                                 mode="lines", line={"color": spec.color, "width": 2}, hovertemplate="%{y:.2f}"))
     fig.add_hline(y=0.5, line_dash="dot", line_color="#999")
     fig.update_layout(title=title, height=320, margin=dict(l=40, r=10, t=40, b=30), yaxis_range=[0, 1],
-                      xaxis_title="time (s)", legend_orientation="h", uirevision="keep")
+                      xaxis_title="time (s)", legend_orientation="h", uirevision="keep", hovermode="x unified")
     return fig
 
 
@@ -104,7 +112,7 @@ def quality_figure(results, title="Quality (0-100, higher is better)") -> go.Fig
     fig = go.Figure(go.Scatter(x=[r.time_s for r in results], y=[r.quality for r in results], mode="lines",
                                line={"color": "#1f77b4", "width": 2}, name="quality"))
     fig.update_layout(title=title, height=260, margin=dict(l=40, r=10, t=40, b=30), yaxis_range=[0, 100],
-                      xaxis_title="time (s)", uirevision="keep")
+                      xaxis_title="time (s)", uirevision="keep", hovermode="x unified")
     return fig
 
 
@@ -123,8 +131,37 @@ def badges_html(session: Session | None) -> str:
                 parts.append(f"<span class='sw-badge sw-bad'>{task_spec(t).title} L{r.levels.get(t, 0)}</span>")
     lat = m.latency_percentile(50)
     parts.append(f"<span class='sw-badge sw-info'>{m.inference_fps:.1f} fps · latency {lat or 0:.0f} ms · "
-                 f"dropped {m.dropped}</span>")
+                 f"dropped {m.dropped} · {session.monitor.predictor.name}</span>")
     return "<div class='sw-badges'>" + "".join(parts) + "</div>"
+
+
+def sparkline(values: list[float], lo: float = 0.0, hi: float = 100.0, w: int = 160, h: int = 36) -> str:
+    if len(values) < 2:
+        return f"<svg width='{w}' height='{h}'></svg>"
+    pts = " ".join(f"{w * i / (len(values) - 1):.1f},{h - h * (min(max(v, lo), hi) - lo) / (hi - lo):.1f}"
+                   for i, v in enumerate(values))
+    return f"<svg width='{w}' height='{h}'><polyline fill='none' stroke='white' stroke-width='2' points='{pts}'/></svg>"
+
+
+def tiles_html(feeds: dict[str, Session], selected: str) -> str:
+    """Every running feed as a tile: state, quality now, distortions present, a one-minute
+    quality sparkline. A click opens the feed in the full view."""
+    if not feeds:
+        return ""
+    tiles = []
+    for uri, session in feeds.items():
+        m = session.monitor.metrics
+        r = m.last_result if m.last_result and m.last_result.analysed else None
+        recent = [x.quality for x in downsample(windowed(session.timeline.snapshot(), 60.0), 60) if x.quality is not None]
+        bad = [task_spec(t).title for t, p in (r.probabilities.items() if r else ())
+               if p >= session.monitor.predictor.thresholds[t]]
+        ok = r is not None and not bad and (r.quality or 0) >= session.cfg.events.quality_below
+        tiles.append(
+            f"<div class='sw-tile {'sw-ok' if ok else 'sw-bad'}{' sw-selected' if uri == selected else ''}' "
+            f"data-uri='{html.escape(uri, quote=True)}'><b>{html.escape(uri)}</b><br>{m.state.value.upper()} · "
+            f"quality {'-' if r is None else f'{r.quality:.0f}'} · {m.inference_fps:.0f} fps · dropped {m.dropped}"
+            f"<br>{html.escape(', '.join(bad) or 'no distortion')}<br>{sparkline(recent)}</div>")
+    return "<div class='sw-tiles'>" + "".join(tiles) + "</div>"
 
 
 def events_rows(events) -> list[list]:
@@ -138,7 +175,44 @@ CSS = """
 .sw-badge {font-size:1.5em; font-weight:700; padding:6px 14px; border-radius:8px; color:white}
 .sw-ok {background:#2e7d32} .sw-bad {background:#c62828} .sw-info {background:#455a64; font-size:1.1em}
 .sw-state {background:#1565c0} .sw-idle {background:#757575}
+.sw-tiles {display:flex; flex-wrap:wrap; gap:10px}
+.sw-tile {color:white; padding:8px 12px; border-radius:8px; cursor:pointer; min-width:200px}
+.sw-selected {outline:4px solid #1565c0}
 """
+
+
+# A click on a point of a recorded chart writes its time into the "frame at" box, whose change
+# event shows that frame: gr.Plot has no select event, Plotly's own click event is only in the page.
+# A click on a feed tile writes its address into the source box, which the live view follows.
+DASHBOARD_JS = """
+() => {
+  const setInput = (selector, value) => {
+    const input = document.querySelector(selector);
+    if (!input) return;
+    input.value = value;
+    input.dispatchEvent(new Event('input', {bubbles: true}));
+  };
+  document.addEventListener('click', (e) => {
+    const tile = e.target.closest('.sw-tile');
+    if (tile) setInput('#sw-source textarea, #sw-source input', tile.dataset.uri);
+  });
+  setInterval(() => {
+    for (const plot of document.querySelectorAll('#sw-rec-prob .js-plotly-plot, #sw-rec-quality .js-plotly-plot')) {
+      if (!plot.on || plot.dataset.swSeek) continue;
+      plot.dataset.swSeek = '1';
+      plot.on('plotly_click', (d) => { if (d.points.length) setInput('#sw-seek input', d.points[0].x); });
+    }
+  }, 500);
+}
+"""
+
+
+def weights_choices(current: Path, allowed: Path | None) -> dict[str, Path]:
+    """Checkpoints the Settings tab may load: the shipped ones, the one in use, and those in the
+    allowed folder (nothing else on the server can be named)."""
+    from model.factory import WEIGHTS_DIR
+    found = sorted(WEIGHTS_DIR.glob("*.pt")) + (sorted(allowed.glob("*.pt")) if allowed and allowed.is_dir() else [])
+    return {str(p.resolve()): p.resolve() for p in [current, *found]}
 
 
 def resolve_in(folder: Path, name: str) -> Path:
@@ -185,19 +259,27 @@ def analyse_recording(path: Path, predictor, cfg: ScopeWatchConfig, out_dir: Pat
 
 
 def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowed_dir: Path | None = None,
-              out_dir: Path | None = None) -> tuple[gr.Blocks, SourceHub]:
+              out_dir: Path | None = None, weights: Path | None = None) -> tuple[gr.Blocks, SourceHub]:
+    """`weights`: the checkpoint `predictor` was loaded from (None: the shipped one)."""
+    from model.checkpoint import CheckpointError, load_checkpoint
+    from model.factory import DEFAULT_MODEL, weights_path
+
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="scopewatch-"))
     hub = SourceHub(predictor, cfg, out_dir / "live")
     tasks = predictor.tasks
     allowed = Path(allowed_dir) if allowed_dir else None
+    current_weights = Path(weights or weights_path(DEFAULT_MODEL)).resolve()
+    checkpoints = weights_choices(current_weights, allowed)
+    loaded = {"weights": str(current_weights)}  # what the shared predictor runs now
 
     def live_update(uri, window):
-        session = hub.get(uri)
+        tiles = tiles_html(hub.running(), uri.strip())
+        session = hub.get(uri.strip())
         if session is None:
-            return None, badges_html(None), probability_figure([], tasks), quality_figure([]), []
+            return None, badges_html(None), probability_figure([], tasks), quality_figure([]), [], tiles
         rows = downsample(windowed(session.timeline.snapshot(), WINDOWS[window]))
         return (session.latest_image, badges_html(session), probability_figure(rows, tasks), quality_figure(rows),
-                events_rows(session.events))
+                events_rows(session.events), tiles)
 
     def start(uri):
         try:
@@ -226,30 +308,44 @@ def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowe
         return (probability_figure(rows, tasks), quality_figure(rows), events_rows(session.events),
                 str(csv_path), str(events_path), session.summary_text(), str(path), first)
 
-    def jump(path, table, evt: gr.SelectData):
-        """A click on an event row shows the frame at the event's start."""
-        if not path:
+    def jump(table, evt: gr.SelectData):
+        """A click on an event row moves the "frame at" box to the event's start."""
+        if evt.index is None or table is None or not len(table):
+            return gr.update()
+        return float(table.iloc[evt.index[0]]["start (s)"])
+
+    def show_at(path, t):
+        if not path or t is None:
             return None, ""
-        t = float(table.iloc[evt.index[0]]["start (s)"]) if evt.index is not None and table is not None else 0.0
-        return frame_at(Path(path), t), f"frame at {t:.1f} s"
-
-
+        return frame_at(Path(path), float(t)), f"frame at {float(t):.1f} s"
 
     def apply_settings(*values):
+        chosen = values[-1]
+        if chosen and chosen != loaded["weights"]:
+            if chosen not in checkpoints:
+                raise gr.Error(f"refused: {chosen!r} is not one of the offered weights files")
+            try:
+                predictor.replace_model(load_checkpoint(checkpoints[chosen]))
+            except (CheckpointError, ValueError) as e:
+                raise gr.Error(f"weights not changed: {e}")
+            loaded["weights"] = chosen
         for t, v in zip(tasks, values[:len(tasks)]):
             predictor.thresholds[t] = float(v)
         cfg.sampling.fps = float(values[len(tasks)]) or None
         cfg.events.smoothing_s = float(values[len(tasks) + 1])
-        return "settings applied (thresholds now; sampling and smoothing for sources started from now on)"
+        return (f"settings applied: thresholds and weights ({Path(chosen).name if chosen else 'unchanged'}) now, "
+                "sampling and smoothing for sources started from now on")
 
     with gr.Blocks(title="ScopeWatch") as app:
         gr.Markdown("# ScopeWatch — surgical video quality monitor")
         with gr.Tab("Live"):
             with gr.Row():
-                source = gr.Textbox(value=default_source, label="Source (rtsp://, udp://, /dev/videoN, file, synthetic:SECONDS)", scale=4)
+                source = gr.Textbox(value=default_source, label="Source (rtsp://, udp://, /dev/videoN, file, synthetic:SECONDS)",
+                                    scale=4, elem_id="sw-source")
                 start_btn = gr.Button("Start", variant="primary", scale=1)
                 stop_btn = gr.Button("Stop", scale=1)
             status = gr.Markdown()
+            tiles = gr.HTML(label="Feeds (click one to open it)")
             badges = gr.HTML(badges_html(None))
             with gr.Row():
                 preview = gr.Image(label="Current frame", height=300, scale=2)
@@ -261,7 +357,7 @@ def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowe
             start_btn.click(start, source, status)
             stop_btn.click(stop, source, status)
             timer = gr.Timer(0.5)
-            timer.tick(live_update, [source, window], [preview, badges, prob_plot, quality_plot, events_table])
+            timer.tick(live_update, [source, window], [preview, badges, prob_plot, quality_plot, events_table, tiles])
         with gr.Tab("Recorded"):
             with gr.Row():
                 upload = gr.File(label="Upload a video", file_types=["video"], type="filepath")
@@ -274,21 +370,24 @@ def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowe
                 summary = gr.Textbox(label="Summary", lines=8, scale=3)
                 with gr.Column(scale=2):
                     rec_frame = gr.Image(label="Frame (click an event or a chart point)", height=220)
+                    seek = gr.Number(label="Frame at (s)", elem_id="sw-seek", minimum=0)
                     rec_frame_time = gr.Markdown()
-            rec_prob = gr.Plot(label="Distortions")
-            rec_quality = gr.Plot(label="Quality")
+            rec_prob = gr.Plot(label="Distortions", elem_id="sw-rec-prob")
+            rec_quality = gr.Plot(label="Quality", elem_id="sw-rec-quality")
             rec_events = gr.Dataframe(headers=EVENT_HEADERS, label="Events (click a row to see its frame)", interactive=False)
             with gr.Row():
-                csv_file = gr.File(label="CSV timeline")
+                csv_file = gr.File(label="CSV timeline", elem_id="sw-csv")
                 events_file = gr.File(label="Events JSON")
             analyse_btn.click(analyse, [upload, chosen], [rec_prob, rec_quality, rec_events, csv_file, events_file,
                                                          summary, recording, rec_frame])
-            rec_events.select(jump, [recording, rec_events], [rec_frame, rec_frame_time])
+            rec_events.select(jump, rec_events, seek)
+            seek.change(show_at, [recording, seek], [rec_frame, rec_frame_time])
         with gr.Tab("Settings"):
             sliders = [gr.Slider(0.05, 0.95, value=predictor.thresholds[t], step=0.05, label=f"{task_spec(t).title} threshold")
                        for t in tasks]
             fps = gr.Number(value=cfg.sampling.fps or 0, label="Sampling (analysed frames per second; 0 = every frame)")
             smoothing = gr.Slider(0.0, 5.0, value=cfg.events.smoothing_s, step=0.1, label="Event smoothing (s)")
+            weights_file = gr.Dropdown(choices=list(checkpoints), value=str(current_weights), label="Weights file")
             applied = gr.Markdown()
-            gr.Button("Apply").click(apply_settings, [*sliders, fps, smoothing], applied)
+            gr.Button("Apply").click(apply_settings, [*sliders, fps, smoothing, weights_file], applied)
     return app, hub

@@ -27,6 +27,7 @@ class RingBuffer:
         self._closed = False
         self.dropped = 0  # total frames dropped
         self._dropped_since_get = 0
+        self.on_put = None  # called after every put (a consumer serving several buffers waits on it)
 
     def put(self, frame, timeout: float | None = None) -> bool:
         """Add a frame; False if the buffer was closed (or, when blocking, the wait timed out)."""
@@ -41,7 +42,9 @@ class RingBuffer:
             self._items.append(frame)
             self._frames += 1
             self._cond.notify_all()
-            return True
+        if self.on_put:
+            self.on_put()
+        return True
 
     def _drop_oldest_frame(self):
         for i, item in enumerate(self._items):
@@ -56,6 +59,8 @@ class RingBuffer:
         with self._cond:
             self._items.append(item)
             self._cond.notify_all()
+        if self.on_put:
+            self.on_put()
 
     def get_batch(self, max_frames: int, timeout: float | None = None) -> tuple[list, int]:
         """Up to `max_frames` items in order, stopping after a control item; and the number of

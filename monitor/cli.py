@@ -100,9 +100,11 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _serve(args, default_source: str, autostart: bool) -> int:
+def _serve(args, sources: list[str]) -> int:
+    """Serve the dashboard with `sources` started (each a tile; the first is the one shown)."""
     from monitor.config import ScopeWatchConfig
-    from apps.dashboard import CSS, build_app
+    from monitor.sources import SourceError
+    from apps.dashboard import CSS, DASHBOARD_JS, build_app
 
     auth = args.auth or os.environ.get("SCOPEWATCH_AUTH")
     if not _loopback(args.host) and not auth:
@@ -116,13 +118,16 @@ def _serve(args, default_source: str, autostart: bool) -> int:
     predictor = _predictor(args.weights, args.device)
     if args.allowed_dir is not None and not args.allowed_dir.is_dir():
         raise UsageError(f"--allowed-dir: {args.allowed_dir}: no such folder")
-    app, hub = build_app(predictor, cfg, default_source, args.allowed_dir)
-    if autostart and default_source:
-        hub.start(default_source)
+    app, hub = build_app(predictor, cfg, sources[0] if sources else "", args.allowed_dir, weights=args.weights)
+    for uri in sources:
+        try:
+            hub.start(uri)
+        except SourceError as e:
+            raise UsageError(str(e)) from None
     app.queue(default_concurrency_limit=4)
     _, url, _ = app.launch(server_name=args.host, server_port=args.port, share=False, prevent_thread_lock=True,
                            auth=tuple(auth.split(":", 1)) if auth else None, inbrowser=False,
-                           max_file_size=f"{args.max_upload_mb}mb", quiet=True, css=CSS)
+                           max_file_size=f"{args.max_upload_mb}mb", quiet=True, css=CSS, js=DASHBOARD_JS)
     print(f"ScopeWatch dashboard: {url}  (Ctrl-C to stop)", flush=True)
     try:
         while True:
@@ -136,7 +141,7 @@ def _serve(args, default_source: str, autostart: bool) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    return _serve(args, args.source or "", autostart=bool(args.source))
+    return _serve(args, args.sources)
 
 
 def cmd_demo(args) -> int:
@@ -148,7 +153,7 @@ def cmd_demo(args) -> int:
 
     path = _demo_clip(args.out, args.seconds)
     if not args.no_browser:
-        return _serve(args, str(path), autostart=True)
+        return _serve(args, [str(path)])
     cfg = ScopeWatchConfig()
     cfg.sampling.fps = args.fps
     source = FileSource(path, realtime=True)
@@ -281,11 +286,50 @@ def _check_writable(path: Path) -> None:
         raise UsageError(f"cannot write {path} (folder missing or read-only); choose another place with --csv/--events")
 
 
+def cmd_archive(args, cfg) -> int:
+    from tqdm import tqdm
+    from monitor.archive import ArchiveError, analyse_archive, find_videos, local_executor, ray_executor
+
+    if args.csv or args.events or args.realtime:
+        raise UsageError("--csv/--events/--realtime do not apply to archive mode (--out/--ray)")
+    if args.ray and args.out is None:
+        raise UsageError("--ray needs --out DIR (where every video's files and the summary go)")
+    try:
+        videos = find_videos(args.videos)
+    except ArchiveError as e:
+        raise UsageError(str(e)) from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    _check_writable(args.out / "archive_summary.csv")
+    predictor = _predictor(args.weights, args.device)
+    weights = str(args.weights) if args.weights else None
+    if args.ray:
+        try:
+            import ray  # noqa: F401  (optional extra)
+        except ImportError:
+            raise UsageError("--ray needs Ray: pip install -e '.[ray]'") from None
+        cfg.model.threads = 1  # one core per task: Ray runs as many tasks as the cluster has cores
+        try:
+            executor = ray_executor(None if args.ray == "local" else args.ray, cfg, weights, args.device)
+        except ConnectionError as e:
+            raise UsageError(f"cannot reach the Ray cluster at {args.ray}: {e}") from None
+    else:
+        executor = local_executor(cfg, weights, args.device)
+    with tqdm(desc="archive", unit="chunk", disable=args.quiet) as bar:
+        rows = analyse_archive(videos, args.out, cfg, predictor, executor, args.chunk_s, bar)
+    failed = [r for r in rows if r["status"] != "ok"]
+    print(f"{len(rows) - len(failed)} of {len(rows)} videos analysed -> {args.out}/archive_summary.csv")
+    for r in failed:
+        print(f"scopewatch analyze: error: {r['error'] if r['video'] in r['error'] else r['video'] + ': ' + r['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_analyze(args) -> int:
     from tqdm import tqdm
     from monitor.session import Session
 
     cfg = _monitor_config(args)
+    if args.out is not None or args.ray:
+        return cmd_archive(args, cfg)
     many = len(args.videos) > 1
     jobs = []
     for video in args.videos:  # check everything before analysing anything
@@ -322,44 +366,84 @@ def cmd_analyze(args) -> int:
             failures += 1
             reason = session.monitor.failed or session.monitor.error
             print(f"scopewatch analyze: error: {video}: {reason}; {csv_path} keeps the "
-                  f"{sum(1 for r in session.timeline.results if r.analysed)} frames analysed before it", file=sys.stderr)
+                  f"{session.timeline.frames_analysed} frames analysed before it", file=sys.stderr)
     return 1 if failures else 0
 
 
+def _feed_stem(uri: str) -> str:
+    """A file name for a feed's outputs: the source with everything but letters and digits as '_'."""
+    return "".join(c if c.isalnum() else "_" for c in uri).strip("_")[-60:] or "feed"
+
+
 def cmd_watch(args) -> int:
-    from monitor.session import Session
+    from monitor.pipeline import InferenceWorker
+    from monitor.session import Session, run_sessions
 
     cfg = _monitor_config(args)
-    source = _open_source(args.source, cfg)
-    for path in (args.csv, args.events):
-        if path is not None:
-            _check_writable(Path(path))
-    session = Session(source, _predictor(args.weights, args.device), cfg, args.csv, args.events)
+    many = len(args.sources) > 1
+    if many and (args.csv or args.events):
+        raise UsageError("--csv/--events name one feed's files: with several sources use --out-dir")
+    outputs = []
+    if args.out_dir is not None:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    for uri in args.sources:
+        if args.out_dir is not None:
+            stem = args.out_dir / _feed_stem(uri)
+            outputs.append((Path(f"{stem}.scopewatch.csv"), Path(f"{stem}.scopewatch.events.json")))
+        else:
+            outputs.append((args.csv, args.events))
+    for paths in outputs:
+        for path in paths:
+            if path is not None:
+                _check_writable(Path(path))
+    if len({str(p) for p, _ in outputs if p}) < len([p for p, _ in outputs if p]):
+        raise UsageError("two sources would write the same files: give each feed a distinct address")
+    sources = [_open_source(uri, cfg) for uri in args.sources]
+    predictor = _predictor(args.weights, args.device)
+    # One inference worker for every feed: frames of all feeds are batched into one model call.
+    worker = InferenceWorker(predictor, cfg.buffer.batch_size, cfg.model.threads)
+    sessions = [Session(src, predictor, cfg, csv, events, worker=worker) for src, (csv, events) in zip(sources, outputs)]
+    names = [_feed_stem(uri) for uri in args.sources]
     tty = sys.stderr.isatty()
 
-    def status(m):
+    def feed_status(m, name=""):
         r = m.last_result
         present = ", ".join(f"{t} {p:.2f}" for t, p in (r.probabilities.items() if r and r.analysed else ())
                             if p >= 0.5) or "none"
         q = f"{r.quality:.0f}" if r and r.quality is not None else "-"
         lat = m.latency_percentile(50)
-        line = (f"[{m.state.value}] t={m.last_time_s:7.1f}s quality {q:>3} | distortions: {present} | "
+        return (f"{name}[{m.state.value}] t={m.last_time_s:7.1f}s quality {q:>3} | distortions: {present} | "
                 f"{m.inference_fps:4.1f} fps, latency {lat or 0:5.0f} ms, dropped {m.dropped}")
+
+    ticks = [0]
+
+    def status():
+        if many:  # a block of one line per feed every 5 s
+            ticks[0] += 1
+            if ticks[0] % 10 == 1:
+                lines = [feed_status(s.monitor.metrics, f"{name}: ") for name, s in zip(names, sessions)]
+                print("\n".join(lines), file=sys.stderr, flush=True)
+            return
+        line = feed_status(sessions[0].monitor.metrics)
         print(("\r" + line.ljust(120)) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     try:
-        session.run(args.duration, on_tick=status)
+        run_sessions(sessions, args.duration, status)
     except KeyboardInterrupt:
-        session.monitor.stop()
-        session.finish()
         print("\nstopped", file=sys.stderr)
-    if tty:
+    finally:
+        worker.stop()
+    if tty and not many:
         print(file=sys.stderr)
-    print(session.summary_text())
-    if session.monitor.failed and not session.timeline.analysed():
-        print(f"scopewatch watch: error: {session.monitor.failed}", file=sys.stderr)
-        return 1
-    return 0
+    failed = 0
+    for name, s in zip(names, sessions):
+        if many:
+            print(f"== {name}")
+        print(s.summary_text())
+        if s.monitor.failed and not s.timeline.frames_analysed:
+            print(f"scopewatch watch: error: {name}: {s.monitor.failed}", file=sys.stderr)
+            failed += 1
+    return 1 if failed == len(sessions) or (failed and not many) else 0
 
 
 def _add_model_args(p):
@@ -438,23 +522,36 @@ def build_parser() -> argparse.ArgumentParser:
                                    "summary. Default sampling is 5 frames per second of video: episodes are "
                                    "resolved to 0.2 s while a long recording is analysed at decoding speed. "
                                    "Exit status 1 when a video breaks off midway (its CSV keeps every row before).")
-    p.add_argument("videos", nargs="+", metavar="VIDEO")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (with --out: also folders, searched recursively)")
     p.add_argument("--csv", help="timeline CSV (default VIDEO.scopewatch.csv beside each video)")
     p.add_argument("--events", help="events JSON (default VIDEO.scopewatch.events.json)")
+    p.add_argument("--out", type=Path, help="archive mode: write every video's CSV and events into this folder, plus "
+                                            "archive_summary.csv (one row per video); videos already complete there "
+                                            "are skipped, a video that cannot be read fails alone")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="archive mode on Ray (pip install -e '.[ray]'): one task per video, long videos cut into "
+                        "chunks; without ADDRESS a local Ray instance is started, 'auto' joins the cluster running "
+                        "on this machine, HOST:PORT or ray://HOST:PORT joins that one")
+    p.add_argument("--chunk-s", type=_positive(float), default=300.0,
+                   help="archive mode: videos longer than this are cut into chunks of this many seconds (default 300)")
     _add_sampling_args(p, 5.0)
     p.add_argument("--realtime", action="store_true", help="play the file at its own pace, as a live feed")
     _add_model_args(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_analyze)
 
-    p = sub.add_parser("watch", help="monitor a live feed (stream URL, device or file played live)",
-                       description="Watch SOURCE: rtsp://, rtmp://, http(s):// (HLS), udp://, rtp://, srt://, "
+    p = sub.add_parser("watch", help="monitor live feeds (stream URLs, devices or files played live)",
+                       description="Watch one SOURCE or several at once (each with its own decoder, buffer, "
+                                   "timeline and files; one inference worker batches them all, visiting feeds "
+                                   "in turn so a slow or dead feed never starves the others). A SOURCE is rtsp://, rtmp://, http(s):// (HLS), udp://, rtp://, srt://, "
                                    "tcp:// (MPEG-TS), /dev/videoN, a file (with --realtime), or synthetic:SECONDS. "
                                    "Shows a live status line; Ctrl-C stops cleanly with files closed. A dropped "
                                    "stream is reopened with back-off and the gap is recorded.")
-    p.add_argument("source", metavar="SOURCE")
-    p.add_argument("--csv", help="timeline CSV to write")
-    p.add_argument("--events", help="events JSON to write")
+    p.add_argument("sources", metavar="SOURCE", nargs="+",
+                   help="one feed, or several watched at once by one shared inference worker")
+    p.add_argument("--csv", help="timeline CSV to write (one source)")
+    p.add_argument("--events", help="events JSON to write (one source)")
+    p.add_argument("--out-dir", type=Path, help="write FEED.scopewatch.csv and .events.json here for every source")
     p.add_argument("--duration", type=_positive(float), help="stop after this many seconds")
     _add_sampling_args(p, None)
     p.add_argument("--realtime", action="store_true", help="for a file: play it at its own pace")
@@ -489,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve the dashboard: a Live tab (start/stop a source, current frame, charts, "
                                    "badges, events), a Recorded tab (upload or choose a video, analyse, download the "
                                    "CSV and events) and Settings. Binds 127.0.0.1 unless --host and --auth are given.")
-    p.add_argument("source", nargs="?", help="a source to start watching right away")
+    p.add_argument("sources", metavar="SOURCE", nargs="*", help="feeds to start watching right away (each a tile)")
     _add_server_args(p)
     _add_model_args(p)
     p.set_defaults(run=cmd_dashboard)

@@ -58,7 +58,9 @@ class EventConfig:
     min_duration_s: float = 1.0  # shorter episodes are discarded as noise
     quality_below: float = 60.0  # quality under this opens a low-quality episode
     freeze_s: float = 2.0  # identical frames for this long: a frozen feed
-    freeze_diff: float = 0.5  # mean absolute 8-bit difference under which two frames are "identical"
+    freeze_diff: float = 0.2  # mean absolute 8-bit difference (at 160x90) under which two frames are "identical"
+    # A repeated picture decodes to differences of 0 to 0.1; the slowest moving scene measured,
+    # the demo feed, at its flattest (smoke, then defocus blur), never fell below 0.43.
     black_luma: float = 16.0  # mean luma under which a frame is black
     black_s: float = 1.0  # black for this long: a black-frame event
     thumbnail_width: int = 240
@@ -79,6 +81,16 @@ class OutputConfig:
 
 
 @dataclass
+class TimelineConfig:
+    recent_s: float = 600.0  # kept frame by frame in memory (the 10-minute chart window)
+    archive_points: int = 2000  # older history, downsampled to at most this many points
+
+    def __post_init__(self):
+        if self.recent_s <= 0 or self.archive_points < 2:
+            raise ValueError("recent_s must be > 0 and archive_points >= 2")
+
+
+@dataclass
 class ScopeWatchConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -86,6 +98,7 @@ class ScopeWatchConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     events: EventConfig = field(default_factory=EventConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    timeline: TimelineConfig = field(default_factory=TimelineConfig)
 
     def to_dict(self) -> dict:
         return {f.name: vars(getattr(self, f.name)).copy() for f in fields(self)}

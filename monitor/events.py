@@ -55,6 +55,31 @@ def thumbnail(image: np.ndarray, width: int) -> bytes:
     return buf.tobytes() if ok else b""
 
 
+@dataclass(frozen=True)
+class Picture:
+    """What the freeze and black checks need of a frame: how much it changed since the previous
+    analysed frame (None for the first) and its mean luma. Measured where the frame is, so that a
+    detector can also run on results alone (archive chunks analysed elsewhere, stitched here)."""
+    change: float | None
+    luma: float
+
+
+class PictureMeter:
+    def __init__(self):
+        self._prev: np.ndarray | None = None
+
+    def __call__(self, image: np.ndarray) -> Picture:
+        # 160x90: coarse enough to ignore codec flicker, fine enough that a slow pan under a smoke
+        # veil or a blur still differs (at 64x36 it fell under the threshold: false freezes in the demo).
+        small = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (160, 90), interpolation=cv2.INTER_AREA).astype(np.float32)
+        change = None if self._prev is None else float(np.abs(small - self._prev).mean())
+        self._prev = small
+        return Picture(change, float(small.mean()))
+
+    def reset(self) -> None:
+        self._prev = None
+
+
 class _Episode:
     """One open episode, accumulating its statistics."""
 
@@ -91,7 +116,7 @@ class EventDetector:
         self.pending: dict[str, _Episode] = {}  # raw signal active, not (yet) confirmed by the smoothing
         self.last_time: float | None = None
         self.events: list[Event] = []
-        self._prev_small: np.ndarray | None = None
+        self.meter = PictureMeter()
         self._frozen_since: float | None = None
         self._black_since: float | None = None
 
@@ -100,8 +125,9 @@ class EventDetector:
             return 1.0
         return 1.0 - math.exp(-max(0.0, t - self.last_time) / self.cfg.smoothing_s)
 
-    def update(self, r: FrameResult, image: np.ndarray | None = None) -> list[Event]:
-        """Feed one result (and its analysis frame); return the events that closed with it."""
+    def update(self, r: FrameResult, image: np.ndarray | None = None, picture: Picture | None = None) -> list[Event]:
+        """Feed one result (and its analysis frame, or the frame's `Picture` measured elsewhere:
+        then events carry no thumbnail); return the events that closed with it."""
         if not r.analysed:
             return self.flush(r.time_s) if r.stream_state.value in ("stalled", "reconnecting", "ended", "failed") else []
         a = self._alpha(r.time_s)
@@ -118,8 +144,10 @@ class EventDetector:
             closed += self._hysteresis("low_quality", "low_quality", r.quality < self.cfg.quality_below + 5.0,
                                        q < self.cfg.quality_below, q >= self.cfg.quality_below + 5.0, r, r.quality,
                                        image, worse_is_higher=False)
-        if image is not None:
-            closed += self._picture_checks(r, image)
+        if picture is None and image is not None:
+            picture = self.meter(image)
+        if picture is not None:
+            closed += self._picture_checks(r, picture, image)
         return closed
 
     def _hysteresis(self, key, kind, active, turn_on, turn_off, r, value, image, worse_is_higher) -> list[Event]:
@@ -150,12 +178,10 @@ class EventDetector:
         self.events.append(ev)
         return [ev]
 
-    def _picture_checks(self, r: FrameResult, image: np.ndarray) -> list[Event]:
-        small = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
+    def _picture_checks(self, r: FrameResult, picture: Picture, image: np.ndarray | None) -> list[Event]:
         closed = []
-        frozen = self._prev_small is not None and float(np.abs(small - self._prev_small).mean()) < self.cfg.freeze_diff
-        self._prev_small = small
-        black = float(small.mean()) < self.cfg.black_luma
+        frozen = picture.change is not None and picture.change < self.cfg.freeze_diff
+        black = picture.luma < self.cfg.black_luma
         for key, active, since_attr, min_s in (("freeze", frozen and not black, "_frozen_since", self.cfg.freeze_s),
                                                ("black", black, "_black_since", self.cfg.black_s)):
             since = getattr(self, since_attr)
@@ -191,5 +217,5 @@ class EventDetector:
         self.smoothed.clear()
         self.pending.clear()
         self.last_time = None
-        self._prev_small = None
+        self.meter.reset()
         return closed

@@ -3,13 +3,15 @@
 Each stage has one job and its own thread, named like an address (`capture:<source>`,
 `infer:<model>`); they meet only at the bounded ring buffer. The capture stage decodes, keeps the
 frames the sampler wants (by media time) and converts only those, straight to the model's
-analysis size. The worker batches whatever is waiting (frames across time), runs the model and
-hands each `FrameResult` with its analysis frame to every sink in order. `PipelineMetrics` is the
+analysis size. The inference worker batches whatever is waiting (frames across time, and across
+feeds when several monitors share one worker), runs the model and hands each `FrameResult` with
+its analysis frame to every sink of its feed in order. `PipelineMetrics` is the
 one place where rates, drops, queue depth and state live; the CLI and dashboard only read it.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -97,9 +99,94 @@ class PipelineMetrics:
         return float(np.percentile(list(self._latencies), q)) if self._latencies else None
 
 
+class InferenceWorker:
+    """The inference stage: one thread that serves one feed or many (`watch A B C` runs one worker
+    for all). Each round it takes a fair share of a batch from every feed with frames waiting,
+    visiting feeds round robin, so a busy feed cannot starve a quiet one and a stalled or dead feed
+    costs nothing, then fills what is left of the batch from feeds with more waiting; it runs the
+    model once on all of them (a GPU serves every feed) and hands each feed its results in order."""
+
+    def __init__(self, predictor: Predictor, batch_size: int = 8, threads: int | None = None):
+        self.predictor, self.batch_size, self.threads = predictor, batch_size, threads
+        self._feeds: list[Monitor] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._turn = 0
+
+    def attach(self, monitor: "Monitor") -> None:
+        with self._lock:
+            self._feeds.append(monitor)
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name=f"infer:{self.predictor.name}", daemon=True)
+                self._thread.start()
+        self.wake()
+
+    def detach(self, monitor: "Monitor") -> None:
+        with self._lock:
+            if monitor in self._feeds:
+                self._feeds.remove(monitor)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        if self._thread and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        # Decoding runs beside inference on the CPU: by default the model leaves it one core.
+        # (The setting is process-wide, so the caller's is restored when the worker ends.)
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads or max(1, (os.cpu_count() or 1) - 1))
+        try:
+            self._serve()
+        finally:
+            torch.set_num_threads(before)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            with self._lock:
+                feeds = self._feeds[self._turn:] + self._feeds[:self._turn]
+                self._turn = (self._turn + 1) % max(1, len(self._feeds))
+            share = max(1, self.batch_size // max(1, len(feeds)))
+            taken = [(m, *m.buffer.get_batch(share, timeout=0)) for m in feeds]
+            spare = self.batch_size - sum(isinstance(i, _Sampled) for _, items, _ in taken for i in items)
+            for k, (m, items, dropped) in enumerate(taken):  # fill the batch from feeds with more waiting
+                if spare <= 0:
+                    break
+                more, more_dropped = m.buffer.get_batch(spare, timeout=0)
+                taken[k] = (m, items + more, dropped + more_dropped)
+                spare -= sum(isinstance(i, _Sampled) for i in more)
+            frames = [(m, item) for m, items, _ in taken for item in items if isinstance(item, _Sampled)]
+            try:
+                preds = iter(self.predictor.predict([item.image for _, item in frames]))
+            except Exception as e:  # a model failure ends every feed visibly, not silently
+                log.exception("inference failed")
+                for m, _, _ in taken:
+                    m._fail(e)
+                continue
+            for m, items, dropped in taken:
+                mine = [next(preds) for item in items if isinstance(item, _Sampled)]
+                try:
+                    m._deliver(items, mine, dropped)
+                except Exception as e:  # a feed's sink failing ends that feed only
+                    log.exception("%s: delivering results failed", m.source.source_id)
+                    m._fail(e)
+            if not any(items for _, items, _ in taken):
+                self._wake.wait(0.05)
+
+
 class Monitor:
     def __init__(self, source: FrameSource, predictor: Predictor, cfg: ScopeWatchConfig | None = None,
-                 sinks: list[Sink] | None = None):
+                 sinks: list[Sink] | None = None, worker: InferenceWorker | None = None):
+        """`worker`: a shared inference worker (several feeds, one model); None gives this monitor
+        its own."""
         self.source = source
         self.predictor = predictor
         self.cfg = cfg or ScopeWatchConfig()
@@ -110,7 +197,11 @@ class Monitor:
         self.stop_event = threading.Event()
         self.failed: str | None = None
         self.error: BaseException | None = None
-        self._threads: list[threading.Thread] = []
+        self._own_worker = worker is None
+        self.worker = worker or InferenceWorker(predictor, self.cfg.buffer.batch_size, self.cfg.model.threads)
+        self.buffer.on_put = self.worker.wake
+        self._capture_thread: threading.Thread | None = None
+        self._done = threading.Event()  # the worker has delivered this feed's end
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}
 
     # -- capture stage -------------------------------------------------------------------------
@@ -146,51 +237,36 @@ class Monitor:
         finally:
             self.buffer.put_control(_End())
 
-    # -- inference stage -------------------------------------------------------------------------
+    # -- delivery (called by the inference worker, in this feed's order) -----------------------
     def _emit(self, result: FrameResult, image) -> None:
         self.metrics.last_result = result
         self.metrics.last_time_s = result.time_s
         for sink in self.sinks:
             sink(result, image)
 
-    def _infer(self):
-        threads = self.cfg.model.threads
-        if threads:
-            torch.set_num_threads(threads)
-        try:
-            while True:
-                batch, dropped = self.buffer.get_batch(self.cfg.buffer.batch_size, timeout=0.5)
-                self.metrics.dropped += dropped
-                self.metrics.queue_depth = len(self.buffer)
-                frames = [b for b in batch if isinstance(b, _Sampled)]
-                if frames:
-                    self._analyse(frames, dropped)
-                for item in batch:
-                    if isinstance(item, StateChange):
-                        self._state(item)
-                    elif isinstance(item, _End):
-                        return
-                if not batch and self.buffer.closed:
-                    return
-        except Exception as e:
-            log.exception("inference failed")
-            self.error = e
-            self.stop_event.set()
-            self.source.close()
-            self.buffer.close()
-
-    def _analyse(self, frames: list[_Sampled], dropped: int) -> None:
-        preds = self.predictor.predict([f.image for f in frames])
+    def _deliver(self, items: list, preds: list, dropped: int) -> None:
+        self.metrics.dropped += dropped
+        self.metrics.queue_depth = len(self.buffer)
+        preds = iter(preds)
         now = time.time()
-        for i, (f, p) in enumerate(zip(frames, preds)):
-            latency = (now - f.raw.wall_time) * 1000.0
-            self.metrics._latencies.append(latency)
-            self.metrics._result_times.append(now)
-            self.metrics.analysed += 1
-            r = FrameResult(self.source.source_id, f.raw.index, f.raw.pts, f.raw.time_s, f.raw.wall_time,
-                            p.probabilities, p.levels, p.quality, latency, StreamState.LIVE,
-                            dropped if i == 0 else 0, self.predictor.name)
-            self._emit(r, f.image)
+        first = True
+        for item in items:
+            if isinstance(item, _Sampled):
+                self._result(item, next(preds), now, dropped if first else 0)
+                first = False
+            elif isinstance(item, StateChange):
+                self._state(item)
+            elif isinstance(item, _End):
+                self._finish()
+
+    def _result(self, f: _Sampled, p, now: float, dropped: int) -> None:
+        latency = (now - f.raw.wall_time) * 1000.0
+        self.metrics._latencies.append(latency)
+        self.metrics._result_times.append(now)
+        self.metrics.analysed += 1
+        self._emit(FrameResult(self.source.source_id, f.raw.index, f.raw.pts, f.raw.time_s, f.raw.wall_time,
+                               p.probabilities, p.levels, p.quality, latency, StreamState.LIVE, dropped,
+                               self.predictor.name), f.image)
 
     def _state(self, change: StateChange) -> None:
         self.metrics.state, self.metrics.state_reason = change.state, change.reason
@@ -201,39 +277,35 @@ class Monitor:
         self._emit(FrameResult(self.source.source_id, -1, None, change.time_s, change.wall_time,
                                stream_state=change.state, model_name=self.predictor.name), None)
 
+    def _fail(self, error: BaseException) -> None:
+        self.error = error
+        self.stop()
+        self._finish()
+
+    def _finish(self) -> None:
+        self.worker.detach(self)
+        if self._own_worker:
+            self.worker.stop()
+        self._done.set()
+
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> "Monitor":
         self.source.open()
-        sid = self.source.source_id
-        self._threads = [threading.Thread(target=self._capture, name=f"capture:{sid}", daemon=True),
-                         threading.Thread(target=self._infer, name=f"infer:{self.predictor.name}", daemon=True)]
-        for t in self._threads:
-            t.start()
+        self._capture_thread = threading.Thread(target=self._capture, name=f"capture:{self.source.source_id}",
+                                                daemon=True)
+        self._capture_thread.start()
+        self.worker.attach(self)
         return self
 
     def stop(self) -> None:
         self.stop_event.set()
         self.source.close()
-        self.buffer.close()
+        self.buffer.close()  # the worker still delivers what is queued, then the capture's end
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the run to finish; True when both stages have ended."""
+        """Wait for the run to finish; True when capture has ended and every result is delivered."""
         deadline = None if timeout is None else time.time() + timeout
-        for t in self._threads:
-            t.join(None if deadline is None else max(0.0, deadline - time.time()))
-        return not any(t.is_alive() for t in self._threads)
-
-    def run(self, duration_s: float | None = None, on_tick: Callable[[PipelineMetrics], None] | None = None,
-            tick_s: float = 0.5) -> None:
-        """Start, wait until the source ends (or `duration_s` passes, or Ctrl-C), then stop."""
-        self.start()
-        start = time.time()
-        try:
-            while not self.join(timeout=tick_s):
-                if on_tick:
-                    on_tick(self.metrics)
-                if duration_s is not None and time.time() - start >= duration_s:
-                    break
-        finally:
-            self.stop()
-            self.join(timeout=10)
+        if self._capture_thread:
+            self._capture_thread.join(timeout)
+        self._done.wait(None if deadline is None else max(0.0, deadline - time.time()))
+        return self._done.is_set() and not (self._capture_thread and self._capture_thread.is_alive())

@@ -3,13 +3,14 @@ CSV and events writers and optional webhook, wired as sinks. `analyze`, `watch` 
 dashboard all build a Session, so every front end writes exactly the same files."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from model.predict import Predictor
 from monitor.config import ScopeWatchConfig
 from monitor.events import EventDetector
 from monitor.export import CsvTimelineWriter, EventsJsonWriter
-from monitor.pipeline import Monitor
+from monitor.pipeline import InferenceWorker, Monitor
 from monitor.sources import FrameSource
 from monitor.timeline import Timeline, format_summary
 from monitor.webhook import WebhookSender
@@ -17,16 +18,17 @@ from monitor.webhook import WebhookSender
 
 class Session:
     def __init__(self, source: FrameSource, predictor: Predictor, cfg: ScopeWatchConfig,
-                 csv_path: str | Path | None = None, events_path: str | Path | None = None):
+                 csv_path: str | Path | None = None, events_path: str | Path | None = None,
+                 worker: InferenceWorker | None = None):
         self.cfg = cfg
         tasks = predictor.tasks
-        self.timeline = Timeline(tasks, predictor.thresholds)
+        self.timeline = Timeline(tasks, predictor.thresholds, cfg.timeline.recent_s, cfg.timeline.archive_points)
         self.detector = EventDetector(tasks, cfg.events, source.source_id)
         self.csv = CsvTimelineWriter(csv_path, tasks, cfg.output.flush_s) if csv_path else None
         self.events_out = EventsJsonWriter(events_path, source.source_id, tasks) if events_path else None
         self.webhook = WebhookSender(cfg.output.webhook) if cfg.output.webhook else None
         self.latest_image = None
-        self.monitor = Monitor(source, predictor, cfg, sinks=[self._on_result])
+        self.monitor = Monitor(source, predictor, cfg, sinks=[self._on_result], worker=worker)
 
     def _on_result(self, result, image) -> None:
         self.timeline(result)
@@ -57,11 +59,29 @@ class Session:
             self.webhook.close()
 
     def run(self, duration_s=None, on_tick=None) -> None:
-        try:
-            self.monitor.run(duration_s, on_tick)
-        finally:
-            self.finish()
+        """Run until the source ends, `duration_s` passes or Ctrl-C; `on_tick(metrics)` twice a second."""
+        run_sessions([self], duration_s, (lambda: on_tick(self.monitor.metrics)) if on_tick else None)
 
     def summary_text(self) -> str:
         tasks, overall = self.timeline.summary(self.events)
         return format_summary(tasks, overall, self.events)
+
+
+def run_sessions(sessions: list[Session], duration_s: float | None = None, on_tick=None, tick_s: float = 0.5) -> None:
+    """Run several sessions at once (feeds sharing one inference worker when built with one) until
+    every source ends, `duration_s` passes or Ctrl-C; then stop them all and close their files."""
+    try:
+        for s in sessions:
+            s.monitor.start()
+        start = time.time()
+        while not all([s.monitor.join(timeout=tick_s / len(sessions)) for s in sessions]):
+            if on_tick:
+                on_tick()
+            if duration_s is not None and time.time() - start >= duration_s:
+                break
+    finally:
+        for s in sessions:
+            s.monitor.stop()
+        for s in sessions:
+            s.monitor.join(timeout=10)
+            s.finish()

@@ -103,10 +103,14 @@ class FileSource(FrameSource):
     """A recorded video of any container/codec FFmpeg reads. Audio is ignored. With `realtime`
     the file is played at its own pace, as a live feed (frames dropped if analysis lags)."""
 
-    def __init__(self, path: str | Path, realtime: bool = False, source_id: str | None = None):
+    def __init__(self, path: str | Path, realtime: bool = False, source_id: str | None = None,
+                 start_s: float = 0.0, end_s: float | None = None):
+        """`start_s`/`end_s`: decode only frames with start_s <= time < end_s (a chunk of a long
+        recording analysed on its own); the end of the stream is reported only when reached."""
         super().__init__(source_id or Path(path).name)
         self.path = Path(path)
         self.live = realtime
+        self.start_s, self.end_s = start_s, end_s
         self.container = None
 
     def open(self):
@@ -141,19 +145,28 @@ class FileSource(FrameSource):
         start_wall = time.time()
         first_time = None
         index = 0
-        yield StateChange(StreamState.LIVE, 0.0, start_wall, f"{self.info.codec} {self.info.width}x{self.info.height}")
+        # A chunk starting mid-file numbers its frames as the whole file would (constant frame rate).
+        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        yield StateChange(StreamState.LIVE, self.start_s, start_wall, f"{self.info.codec} {self.info.width}x{self.info.height}")
+        if self.start_s > 0 and stream.time_base:  # from the keyframe before, decoding forward
+            self.container.seek(int(self.start_s / stream.time_base), stream=stream, backward=True)
         try:
             for frame in self.container.decode(stream):
                 if self.stop_event.is_set():
                     return
                 t = frame.time if frame.time is not None else index / fps
+                if t < self.start_s - 1e-6:
+                    continue
+                if self.end_s is not None and t >= self.end_s - 1e-6:
+                    return
                 if first_time is None:
                     first_time = t
                 if self.live:  # pace by the media clock
                     delay = start_wall + (t - first_time) - time.time()
                     if delay > 0 and self.stop_event.wait(delay):
                         return
-                yield RawFrame(index, frame.pts, t, time.time(), frame.width, frame.height, av_frame=frame)
+                number = index if self.start_s == 0 else round((t - origin) * fps)
+                yield RawFrame(number, frame.pts, t, time.time(), frame.width, frame.height, av_frame=frame)
                 index += 1
         except av.error.FFmpegError as e:
             yield StateChange(StreamState.FAILED, 0.0 if first_time is None else t, time.time(),

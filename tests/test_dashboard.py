@@ -24,10 +24,43 @@ def weights(tiny_weights):
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory):
+def media(tmp_path_factory, tiny_weights):
+    """The allowed folder: a recording, a compatible checkpoint and one for other distortions."""
+    import torch
+    from model import create_model, save_checkpoint
     folder = tmp_path_factory.mktemp("allowed")
     write_video(folder / "case.mp4", n=50)
+    shutil.copy(tiny_weights, folder / "tiny.pt")
+    torch.manual_seed(0)
+    save_checkpoint(create_model("scopewatch_lap5_small", tasks=("noise", "smoke")), folder / "two_tasks.pt")
     return folder
+
+
+@pytest.fixture(scope="module")
+def monitor_csv(media, tmp_path_factory):
+    """What `scopewatch analyze` writes for the recording: the reference for every download."""
+    folder = tmp_path_factory.mktemp("analyze")
+    shutil.copy(media / "case.mp4", folder / "case.mp4")
+    r = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(folder / "case.mp4"),
+                        "--every-frame", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return folder / "case.mp4.scopewatch.csv"
+
+
+def assert_same_timeline(ours: Path, monitor: Path) -> None:
+    def rows(path):
+        with open(path, newline="") as f:
+            return [{k: v for k, v in row.items() if k not in ("wallclock", "latency_ms")} for row in csv.DictReader(f)]
+
+    a_rows, b_rows = rows(ours), rows(monitor)
+    assert len(a_rows) == len(b_rows) > 5
+    for a, b in zip(a_rows, b_rows):
+        assert a.keys() == b.keys()
+        for k in a:
+            if a[k] and k not in ("time_s", "frame_index", "stream_state") and not k.endswith("_level"):
+                assert abs(float(a[k]) - float(b[k])) < 1e-3, k
+            else:
+                assert a[k] == b[k], k
 
 
 def serve(*args):
@@ -82,30 +115,24 @@ def test_live_chart_gains_points_over_http(server):
     assert "LIVE" in second[1]
 
 
-def test_recorded_tab_csv_matches_the_monitor_csv(server, media, tmp_path):
+def test_several_feeds_are_tiles_and_a_stopped_one_is_released(server):
+    from gradio_client import Client
+    client = Client(server, verbose=False)
+    assert "watching" in client.predict("synthetic:20", api_name="/start")
+    tiles = client.predict("synthetic:60", "1 min", api_name="/live_update")[-1]
+    assert "data-uri='synthetic:60'" in tiles and "data-uri='synthetic:20'" in tiles
+    assert "sw-selected' data-uri='synthetic:60'" in tiles
+    assert "stopped" in client.predict("synthetic:20", api_name="/stop")
+    tiles = client.predict("synthetic:60", "1 min", api_name="/live_update")[-1]
+    assert "synthetic:20" not in tiles and "synthetic:60" in tiles
+
+
+def test_recorded_tab_csv_matches_the_monitor_csv(server, monitor_csv):
     from gradio_client import Client
     client = Client(server, verbose=False)
     result = client.predict(None, "case.mp4", api_name="/analyse")
-    csv_download = Path(result[3])
     assert result[-1] is not None  # the first analysed frame is shown (gr.State outputs are not returned)
-    shutil.copy(media / "case.mp4", tmp_path / "case.mp4")
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(tmp_path / "case.mp4"),
-                        "--every-frame", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-
-    def rows(path):
-        with open(path, newline="") as f:
-            return [{k: v for k, v in row.items() if k not in ("wallclock", "latency_ms")} for row in csv.DictReader(f)]
-
-    ours, monitor = rows(csv_download), rows(tmp_path / "case.mp4.scopewatch.csv")
-    assert len(ours) == len(monitor) > 5
-    for a, b in zip(ours, monitor):
-        assert a.keys() == b.keys()
-        for k in a:
-            if a[k] and k not in ("time_s", "frame_index", "stream_state") and not k.endswith("_level"):
-                assert abs(float(a[k]) - float(b[k])) < 1e-3, k
-            else:
-                assert a[k] == b[k], k
+    assert_same_timeline(Path(result[3]), monitor_csv)
 
 
 def test_path_traversal_in_the_chooser_is_refused(server):
@@ -134,7 +161,7 @@ def test_non_loopback_bind_without_auth_is_refused(weights):
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_in_a_real_browser(server):
+def test_in_a_real_browser(server, monitor_csv, tmp_path):
     pw = pytest.importorskip("playwright.sync_api")
     SHOTS.mkdir(parents=True, exist_ok=True)
     with pw.sync_playwright() as p:
@@ -162,6 +189,17 @@ def test_in_a_real_browser(server):
         time.sleep(max(0.0, url_started[server] + 26 - time.time()))
         page.get_by_text("smoke", exact=True).first.wait_for(timeout=20000)
         page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
+        # A second feed becomes a second tile; a click on a tile opens that feed.
+        page.locator("#sw-source textarea, #sw-source input").first.fill("synthetic:30")
+        page.get_by_role("button", name="Start").click()
+        page.wait_for_function("document.querySelectorAll('.sw-tile').length === 2", timeout=20000)
+        page.locator(".sw-tile[data-uri='synthetic:60']").click()
+        page.wait_for_function("document.querySelector('#sw-source textarea, #sw-source input').value === 'synthetic:60'",
+                               timeout=5000)
+        page.wait_for_selector(".sw-tile.sw-selected[data-uri='synthetic:60']", timeout=5000)
+        page.screenshot(path=str(SHOTS / "live_tiles.png"), full_page=True)
+        from gradio_client import Client
+        Client(server, verbose=False).predict("synthetic:30", api_name="/stop")
         page.get_by_role("tab", name="Recorded").click()
         page.get_by_label("…or choose from", exact=False).click()
         page.get_by_role("option", name="case.mp4").click()
@@ -172,7 +210,53 @@ def test_in_a_real_browser(server):
                                    timeout=60000)
         finally:
             page.screenshot(path=str(SHOTS / "recorded.png"), full_page=True)
+        # The CSV download button gives the monitor's own timeline.
+        with page.expect_download() as download:
+            page.locator("#sw-csv a").first.click()
+        download.value.save_as(tmp_path / "download.csv")
+        assert_same_timeline(tmp_path / "download.csv", monitor_csv)
+        # A click on the chart shows the frame at the time clicked.
+        drag = page.locator("#sw-rec-prob .nsewdrag").first
+        box = drag.bounding_box()
+        page.mouse.click(box["x"] + 0.75 * box["width"], box["y"] + 0.5 * box["height"])
+        page.wait_for_function("document.querySelector('#sw-seek input').value !== ''", timeout=10000)
+        clicked = float(page.locator("#sw-seek input").input_value())
+        assert 0.5 < clicked < 2.0  # 3/4 of the way across a 2 s recording
+        page.get_by_text(f"frame at {clicked:.1f} s").wait_for(timeout=15000)
+        page.screenshot(path=str(SHOTS / "recorded_seek.png"), full_page=True)
         browser.close()
+
+
+def test_settings_switch_weights_live_and_refuse_others(server, media):
+    from gradio_client import Client
+    client = Client(server, verbose=False)
+    client.predict("synthetic:60", api_name="/start")
+    from model.factory import DEFAULT_MODEL, weights_path
+    shipped = str(weights_path(DEFAULT_MODEL).resolve())
+    thresholds = [0.5] * 5
+
+    def apply(weights):
+        return client.predict(*thresholds, 5, 1.0, weights, api_name="/apply_settings")
+
+    def model_in_badges():
+        return client.predict("synthetic:60", "1 min", api_name="/live_update")[1]
+
+    def wait_for_model(name):
+        end = time.time() + 10
+        while name not in model_in_badges() and time.time() < end:
+            time.sleep(0.5)
+        return model_in_badges()
+
+    try:
+        with pytest.raises(Exception, match="refused|not in the list of choices"):
+            apply("/etc/passwd")
+        with pytest.raises(Exception, match="not noise, smoke"):
+            apply(str((media / "two_tasks.pt").resolve()))
+        assert "applied" in apply(str((media / "tiny.pt").resolve()))
+        assert "scopewatch_lap5_small" in wait_for_model("scopewatch_lap5_small")
+    finally:
+        apply(shipped)
+    assert "scopewatch_lap5_small" not in wait_for_model("scopewatch_lap5<")
 
 
 def test_frame_at_seeks_to_the_frame_shown_at_a_time(tmp_path):

@@ -54,26 +54,26 @@ def analyse(path, predictor, fps=None, tmp=None):
 def test_every_codec_and_container_is_analysed(tmp_path, predictor, codec, container, size):
     path = write_video(tmp_path / f"clip.{container}", codec, size, n=20)
     s = analyse(path, predictor, tmp=tmp_path)
-    rows = [r for r in s.timeline.results if r.analysed]
+    rows = [r for r in s.timeline.snapshot() if r.analysed]
     assert len(rows) == 20 and s.monitor.failed is None
     assert [r.frame_index for r in rows] == list(range(20))
     assert np.allclose([r.time_s for r in rows], np.arange(20) / 25, atol=0.002)
     assert all(set(r.probabilities) == set(DEFAULT_TASKS) for r in rows)
-    assert s.timeline.results[-1].stream_state.value == "ended"
+    assert s.timeline.snapshot()[-1].stream_state.value == "ended"
 
 
 def test_variable_frame_rate_time_comes_from_pts(tmp_path, predictor):
     times = [0.0, 0.04, 0.08, 0.5, 0.52, 1.3, 1.34, 2.0]
     path = write_video(tmp_path / "vfr.mkv", "libx264", n=len(times), times=times)
     s = analyse(path, predictor)
-    got = [r.time_s for r in s.timeline.results if r.analysed]
+    got = [r.time_s for r in s.timeline.snapshot() if r.analysed]
     assert np.allclose(got, times, atol=0.002)
 
 
 def test_sampling_by_media_time(tmp_path, predictor):
     path = write_video(tmp_path / "clip.mp4", n=50, fps=25)  # 2 s
     s = analyse(path, predictor, fps=5)
-    rows = [r for r in s.timeline.results if r.analysed]
+    rows = [r for r in s.timeline.snapshot() if r.analysed]
     assert len(rows) == 10
     assert np.allclose(np.diff([r.time_s for r in rows]), 0.2, atol=0.005)
     assert s.monitor.metrics.decoded == 50
@@ -81,7 +81,7 @@ def test_sampling_by_media_time(tmp_path, predictor):
 
 def test_audio_track_is_ignored(tmp_path, predictor):
     path = write_video(tmp_path / "av.mp4", n=10, audio=True)
-    assert sum(r.analysed for r in analyse(path, predictor).timeline.results) == 10
+    assert sum(r.analysed for r in analyse(path, predictor).timeline.snapshot()) == 10
 
 
 def test_csv_columns_rows_and_events_through_the_cli(tmp_path, weights):

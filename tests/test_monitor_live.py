@@ -232,3 +232,59 @@ def test_watchdog_declares_a_silent_stream_stalled_and_reopens_it(predictor, tmp
         os.kill(pub.process.pid, signal.SIGCONT)
         pub.stop()
         stop_session(session)
+
+
+def test_three_feeds_share_one_worker_and_a_dead_feed_starves_no_other(predictor, tmp_path):
+    from monitor.pipeline import InferenceWorker
+    cfg = live_config(max_reconnects=2)
+    worker = InferenceWorker(predictor, cfg.buffer.batch_size)
+    ports = [free_port() for _ in range(3)]
+    pubs = [tcp_server(port, seconds=40) for port in ports]
+    sessions = []
+    try:
+        for i, port in enumerate(ports):
+            source = StreamSource(f"tcp://127.0.0.1:{port}", cfg.source)
+            source.open()
+            sessions.append(Session(source, predictor, cfg, tmp_path / f"feed{i}.csv", worker=worker))
+            sessions[-1].monitor.start()
+        assert wait_for(lambda: all(len(frames_of(s)) >= 40 for s in sessions), 20)
+        killed_at = time.time()
+        pubs[0].stop()
+        time.sleep(6)
+
+        def rate(session, start, end):  # analysed frames per second of capture time
+            return sum(start <= r.wall_time < end for r in frames_of(session)) / (end - start)
+
+        for s in sessions[1:]:
+            before, after = rate(s, killed_at - 3, killed_at), rate(s, killed_at + 1, killed_at + 5)
+            assert after > 20 and after > 0.8 * before, (before, after)
+            assert s.monitor.metrics.state == StreamState.LIVE
+        states = {r.stream_state for r in sessions[0].timeline.snapshot()}
+        assert StreamState.STALLED in states or StreamState.RECONNECTING in states
+        assert rate(sessions[0], killed_at + 3, killed_at + 5) == 0
+        assert all(s.monitor.worker is worker for s in sessions)
+        assert all(s.monitor.metrics.dropped >= 0 and s.monitor.metrics.latency_percentile(95) for s in sessions[1:])
+    finally:
+        for pub in pubs:
+            pub.stop()
+        for s in sessions:
+            stop_session(s)
+        worker.stop()
+    for i in (1, 2):  # every feed wrote its own timeline
+        assert sum(1 for _ in open(tmp_path / f"feed{i}.csv")) > 150
+
+
+def test_watch_command_with_several_sources_writes_one_set_of_files_per_feed(tiny_weights, tmp_path):
+    import sys
+    from conftest import ROOT
+    cmd = [sys.executable, "-m", "monitor.cli", "watch", "synthetic:3", "synthetic:4", "--every-frame",
+           "--weights", str(tiny_weights)]
+    r = subprocess.run(cmd + ["--out-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("== synthetic_") == 2
+    rows = {n: sum(1 for line in open(tmp_path / f"{n}.scopewatch.csv") if ",live" in line and ",,," not in line)
+            for n in ("synthetic_3", "synthetic_4")}
+    assert rows["synthetic_3"] >= 70 and rows["synthetic_4"] >= 95  # every frame of each feed
+    assert (tmp_path / "synthetic_4.scopewatch.events.json").exists()
+    r = subprocess.run(cmd + ["--csv", str(tmp_path / "x.csv")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--out-dir" in r.stderr and len(r.stderr.strip().splitlines()) == 1

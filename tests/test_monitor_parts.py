@@ -127,7 +127,31 @@ def test_freeze_and_black_frames():
     assert 3.9 <= kinds["black"].start_s <= 4.1 and kinds["black"].duration_s >= 1.5
 
 
-def test_a_stream_gap_closes_open_episodes():
+def test_a_slow_scene_under_smoke_is_not_a_freeze_but_a_repeated_encoded_picture_is(tmp_path):
+    import av
+    from monitor.sources import RawFrame, SyntheticSource
+    from training.synth import ClipWriter
+
+    def freezes(frames):
+        det = EventDetector(TASKS, EventConfig(), "test")
+        out = []
+        for i, (t, img) in enumerate(frames):
+            r = FrameResult("test", i, i, t, 0.0, {"noise": 0.05, "smoke": 0.05}, {}, 90.0)
+            out += [e for e in det.update(r, img) if e.kind == "freeze"]
+        return out + [e for e in det.flush() if e.kind == "freeze"]
+
+    demo = [(f.time_s, f.array) for f in SyntheticSource(20).frames() if isinstance(f, RawFrame)]
+    assert freezes(demo) == []  # its smoke and blur spells (2-19 s) flatten the picture and its motion
+    still = demo[250][1]
+    path = tmp_path / "still.mp4"
+    with ClipWriter(path, (640, 360), 25) as w:
+        for _ in range(75):
+            w.write(still)
+    with av.open(str(path)) as c:
+        decoded = [(f.time, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    found = freezes(decoded)
+    assert len(found) == 1 and found[0].duration_s >= 2.0
+
     det = EventDetector(TASKS, EventConfig(smoothing_s=0.1, min_duration_s=0.5), "s")
     for i in range(20):
         det.update(result(i * 0.1, 0.95))
@@ -180,3 +204,32 @@ def test_config_rejects_nonsense():
         EventConfig(on_threshold=0.3, off_threshold=0.6)
     cfg = ScopeWatchConfig()
     assert cfg.to_dict()["sampling"]["fps"] == 5.0
+
+
+def test_timeline_memory_is_bounded_while_its_summary_stays_exact():
+    from monitor.timeline import Timeline
+    tasks = ("smoke", "noise")
+    rng = np.random.default_rng(0)
+    tl = Timeline(tasks, recent_s=10.0, archive_points=50)
+    every, sizes = [], []
+    for i in range(20_000):  # 800 s at 25 fps; one short smoke spike at 100 s
+        t = i / 25
+        smoke = 0.95 if 100.0 <= t < 100.2 else float(rng.uniform(0, 0.3))
+        r = FrameResult("s", i, i, t, 0.0, {"smoke": smoke, "noise": float(rng.uniform(0, 0.3))},
+                        {"smoke": 3 if smoke > 0.5 else 0, "noise": 0}, quality=float(rng.uniform(40, 90)))
+        tl(r)
+        every.append(r)
+        sizes.append(len(tl.snapshot()))
+    kept = tl.snapshot()
+    assert max(sizes[1000:]) <= 10 * 25 + 1 + 50 + 1  # recent window + archive + the bucket being filled
+    assert [r.time_s for r in kept] == sorted(r.time_s for r in kept)
+    assert kept[0].time_s < 20.0 and kept[-1] is every[-1]  # the whole history is still spanned
+    assert any(r.probabilities["smoke"] == 0.95 for r in kept)  # the spike survived downsampling
+    summary, overall = tl.summary()
+    smoke = next(s for s in summary if s.name == "smoke")
+    assert smoke.percent_present == pytest.approx(100.0 * 5 / 20_000)
+    assert smoke.worst_level == 3
+    assert overall["frames"] == 20_000
+    assert overall["mean_quality"] == pytest.approx(np.mean([r.quality for r in every]))
+    assert overall["min_quality"] == min(r.quality for r in every)
+    assert overall["duration_s"] == pytest.approx(every[-1].time_s)

@@ -2,8 +2,10 @@
 
 Runs the same 25 fps synthetic feed for --seconds twice: under `scopewatch watch` (the monitor
 alone) and under `scopewatch dashboard` with headless Chromium on the Live tab; prints the CPU
-seconds per wall second of each server process, the difference (the dashboard's own cost), and the
-frames analysed per second in both. Needs Debian's chromium and playwright.
+seconds per wall second of each server process, the difference (the dashboard's own cost), the
+frames analysed per second in both, and the dashboard server's resident memory sampled through the
+run (the live timeline keeps 10 minutes in full, then downsamples: run past 600 s to see it level
+off). Needs Debian's chromium and playwright.
     python benchmarks/dashboard_cpu.py [--seconds 20]
 """
 from __future__ import annotations
@@ -22,6 +24,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def free_port() -> int:
@@ -58,13 +67,16 @@ def with_dashboard(seconds: float) -> dict:
         page.get_by_label("1 min").check()
         time.sleep(3)  # settle
         c0, t0 = cpu_seconds(proc.pid), time.time()
-        time.sleep(seconds)
+        rss = [rss_mb(proc.pid)]
+        while time.time() - t0 < seconds:
+            time.sleep(min(10.0, max(0.0, seconds - (time.time() - t0))))
+            rss.append(rss_mb(proc.pid))
         cpu, wall = cpu_seconds(proc.pid) - c0, time.time() - t0
         fps = float(page.inner_text(".sw-badges").split(" fps")[0].split()[-1])
         browser.close()
     proc.terminate()
     proc.wait(10)
-    return {"cpu_per_s": cpu / wall, "frames_per_s": fps}
+    return {"cpu_per_s": cpu / wall, "frames_per_s": fps, "rss": rss}
 
 
 def main():
@@ -74,7 +86,9 @@ def main():
     alone, dash = monitor_alone(args.seconds), with_dashboard(args.seconds)
     out = {"monitor_alone_cpu_cores": round(alone["cpu_per_s"], 2), "with_dashboard_cpu_cores": round(dash["cpu_per_s"], 2),
            "dashboard_cost_cpu_cores": round(dash["cpu_per_s"] - alone["cpu_per_s"], 2),
-           "analysed_fps_alone": round(alone["frames_per_s"], 1), "analysed_fps_with_dashboard": dash["frames_per_s"]}
+           "analysed_fps_alone": round(alone["frames_per_s"], 1), "analysed_fps_with_dashboard": dash["frames_per_s"],
+           "dashboard_rss_mb_start": round(dash["rss"][0], 1), "dashboard_rss_mb_end": round(dash["rss"][-1], 1),
+           "dashboard_rss_mb_max": round(max(dash["rss"]), 1)}
     for k, v in out.items():
         print(f"{k:<30}{v}")
     print(json.dumps(out))

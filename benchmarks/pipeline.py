@@ -1,13 +1,23 @@
-"""Throughput and latency of the whole monitor on a 1080p25 H.264 file made by this script.
+"""Real-time performance of the whole monitor against decoding alone and FFmpeg's own blur filter.
+
+On a 1080p25 H.264 clip made by this script (a detailed, moving procedural laparoscopic scene):
 
 * decode_fps_1080p: PyAV decoding plus conversion to what the pipeline needs (the analysis-size RGB
   frame, by libswscale), nothing else;
-* analyze_fps_1080p: `analyze --every-frame` (the real Session: decode, sample, convert, infer,
-  events, timeline) on the same file;
-* live: the same file played in real time (--realtime source), every frame analysed: capture-to-
-  result latency p50/p95 and dropped frames;
-* peak_rss_mb of this process.
-Prints a table, then one JSON line.   python benchmarks/pipeline.py [--quick] [--seconds 20]
+* analyze_fps_1080p: `analyze --every-frame` (the real Session: decode, convert, infer, events,
+  timeline, CSV) on the same file; ratio_analyze_vs_decode = the two divided;
+* blurdetect_fps_1080p: decoding the same file through FFmpeg's `blurdetect` filter (PyAV filter
+  graph), one blur number per frame;
+* live_*: the clip played in real time (a --realtime source, 60 s), every frame analysed:
+  capture-to-result latency p50/p95 and frames dropped;
+* patches_per_s / frames_per_s: the model alone (batches of 8 frames, all cores);
+* peak_rss_mb: this process's peak resident memory during the measurements (clip making excluded).
+Each figure is the median of --runs runs. Prints a table, then (last line) one JSON object.
+`--soak` instead analyses 30 minutes of 1080p25 (the clip remuxed end to end) as fast as it goes,
+sampling resident memory, to show it stays flat.
+
+    python benchmarks/pipeline.py [--quick] [--runs 3] [--device auto|cpu|cuda] [--markdown FILE]
+    python benchmarks/pipeline.py --soak [--soak-minutes 30]
 """
 from __future__ import annotations
 
@@ -15,12 +25,15 @@ import argparse
 import json
 import os
 import platform
-import resource
+import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import av
+import torch
+from av.filter import Graph
 
 from model.predict import load_predictor
 from model.preprocess import analysis_size
@@ -39,6 +52,25 @@ def make_clip(path: Path, seconds: float) -> Path:
     return path
 
 
+def remux_looped(clip: Path, out: Path, loops: int) -> Path:
+    """`loops` copies of `clip` end to end, without re-encoding (timestamps shifted)."""
+    with av.open(str(clip)) as src:
+        pts = [p.pts for p in src.demux(video=0) if p.pts is not None]
+    span = max(pts) - min(pts) + (max(pts) - min(pts)) // max(1, len(pts) - 1)
+    with av.open(str(out), "w") as dst:
+        ostream = None
+        for k in range(loops):
+            with av.open(str(clip)) as src:  # muxing consumes a packet, so demux afresh each loop
+                stream = src.streams.video[0]
+                ostream = ostream or dst.add_stream_from_template(stream)
+                for p in src.demux(stream):
+                    if p.dts is None:
+                        continue
+                    p.pts, p.dts, p.stream = p.pts + k * span, p.dts + k * span, ostream
+                    dst.mux(p)
+    return out
+
+
 def decode_fps(path: Path, size) -> float:
     t, n = time.perf_counter(), 0
     with av.open(str(path)) as c:
@@ -48,43 +80,159 @@ def decode_fps(path: Path, size) -> float:
     return n / (time.perf_counter() - t)
 
 
-def run_session(path: Path, predictor, realtime: bool) -> Session:
+def blurdetect_fps(path: Path) -> float:
+    t, n = time.perf_counter(), 0
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        graph = Graph()
+        src, blur, sink = graph.add_buffer(template=stream), graph.add("blurdetect"), graph.add("buffersink")
+        src.link_to(blur)
+        blur.link_to(sink)
+        graph.configure()
+        for f in c.decode(stream):
+            graph.push(f)
+            float(graph.pull().metadata["lavfi.blur"])
+            n += 1
+    return n / (time.perf_counter() - t)
+
+
+def model_fps(predictor, frame) -> tuple[float, float]:
+    """(frames/s, patches/s) of the model alone on batches of 8 prepared frames."""
+    inputs = [predictor.prepare(frame)] * 8
+    predictor.predict_inputs(inputs)
+    t, n = time.perf_counter(), 0
+    while time.perf_counter() - t < 3.0:
+        predictor.predict_inputs(inputs)
+        n += 8
+    fps = n / (time.perf_counter() - t)
+    return fps, fps * predictor.input_cfg.num_patches
+
+
+def run_session(path: Path, predictor, realtime: bool, on_tick=None) -> Session:
     cfg = ScopeWatchConfig()
     cfg.sampling.fps = None
-    cfg.model.threads = 1  # one core decodes, one infers
+    cfg.model.threads = 1  # one core decodes, one infers: they must not fight over 2 cores
     source = FileSource(path, realtime=realtime)
     source.open()
     s = Session(source, predictor, cfg)
-    s.run()
+    s.run(on_tick=on_tick)
     return s
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (VmRSS) or its peak since the last `reset_peak` (VmHWM)."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak() -> None:
+    """Start the peak-memory count afresh (Linux), so making the test clip does not count."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def one_run(clip: Path, live_clip: Path, predictor) -> dict:
+    size = analysis_size(1920, 1080, predictor.input_cfg)
+    dec = decode_fps(clip, size)
+    t = time.perf_counter()
+    s = run_session(clip, predictor, realtime=False)
+    ana = s.monitor.metrics.analysed / (time.perf_counter() - t)
+    blur = blurdetect_fps(clip)
+    torch.set_num_threads(os.cpu_count() or 1)
+    frames_s, patches_s = model_fps(predictor, ProceduralScene(3, (1920, 1080)).frame_at(0.0))
+    live = run_session(live_clip, predictor, realtime=True).monitor.metrics
+    return {"decode_fps_1080p": dec, "analyze_fps_1080p": ana, "ratio_analyze_vs_decode": ana / dec,
+            "blurdetect_fps_1080p": blur, "ratio_analyze_vs_blurdetect": ana / blur,
+            "live_latency_ms_p50": live.latency_percentile(50), "live_latency_ms_p95": live.latency_percentile(95),
+            "live_dropped_frames": live.dropped, "live_frames_analysed": live.analysed,
+            "frames_per_s": frames_s, "patches_per_s": patches_s}
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.machine())
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}, PyAV {av.__version__}"
+
+
+def benchmark(args) -> dict:
+    predictor = load_predictor(args.weights, args.device)
+    clip_s, live_s = (8.0, 15.0) if args.quick else (20.0, 60.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_clip(Path(tmp) / "bench_1080p.mp4", clip_s)
+        live_clip = remux_looped(clip, Path(tmp) / "live_1080p.mp4", int(round(live_s / clip_s)))
+        reset_peak()
+        runs = []
+        for i in range(args.runs):
+            runs.append(one_run(clip, live_clip, predictor))
+            print(f"run {i + 1}/{args.runs}: " + ", ".join(f"{k} {v:.1f}" for k, v in runs[-1].items()), flush=True)
+    out = {"machine": machine(), "device": str(predictor.device), "runs": args.runs, "clip_seconds": clip_s,
+           "live_seconds": live_s}
+    for k in runs[0]:
+        v = statistics.median(r[k] for r in runs)
+        out[k] = round(v, 3 if k.startswith("ratio") else 1)
+    out["peak_rss_mb"] = round(rss_mb("VmHWM"), 1)
+    return out
+
+
+def soak(args) -> dict:
+    predictor = load_predictor(args.weights, args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_clip(Path(tmp) / "bench_1080p.mp4", 60.0)
+        long = remux_looped(clip, Path(tmp) / "soak_1080p.mp4", args.soak_minutes)
+        reset_peak()
+        cfg = ScopeWatchConfig()
+        cfg.sampling.fps, cfg.model.threads = None, 1
+        source = FileSource(long)
+        source.open()
+        session = Session(source, predictor, cfg, Path(tmp) / "soak.csv")
+        samples: list[float] = []  # resident memory (MB) every 5 s
+        done = threading.Event()
+
+        def sample():
+            while not done.wait(5.0):
+                samples.append(rss_mb())
+
+        threading.Thread(target=sample, daemon=True).start()
+        t = time.perf_counter()
+        session.run()
+        wall = time.perf_counter() - t
+        done.set()
+    tenth = max(1, len(samples) // 10)
+    out = {"machine": machine(), "soak_media_minutes": args.soak_minutes, "soak_wall_s": round(wall, 1),
+           "soak_frames_analysed": session.monitor.metrics.analysed,
+           "rss_mb_by_tenth": [round(m, 1) for m in samples[tenth - 1::tenth]],
+           "rss_mb_second_half_growth": round(samples[-1] - samples[len(samples) // 2], 1) if samples else None,
+           "peak_rss_mb": round(rss_mb("VmHWM"), 1)}
+    return out
+
+
+def markdown(out: dict) -> str:
+    lines = [f"Machine: {out['machine']}; device {out['device']}; medians of {out['runs']} runs "
+             f"({out['clip_seconds']:.0f} s clip, {out['live_seconds']:.0f} s live).", "",
+             "| figure | value |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in out.items() if k not in ("machine", "device", "runs")]
+    return "\n".join(lines) + "\n"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=20.0, help="length of the test clip")
-    ap.add_argument("--quick", action="store_true", help="an 8-second clip")
-    ap.add_argument("--weights")
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--quick", action="store_true", help="an 8 s clip, 15 s live, one run")
+    ap.add_argument("--runs", type=int, default=None, help="runs to take the median of (default 3; 1 with --quick)")
+    ap.add_argument("--weights", help="checkpoint (default: the shipped weights)")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--markdown", type=Path, help="also write the figures as a Markdown table here")
+    ap.add_argument("--soak", action="store_true", help="the memory soak instead of the benchmark")
+    ap.add_argument("--soak-minutes", type=int, default=30, help="media minutes the soak analyses (default 30)")
     args = ap.parse_args()
-    seconds = 8.0 if args.quick else args.seconds
-    predictor = load_predictor(args.weights, args.device)
-    with tempfile.TemporaryDirectory() as tmp:
-        clip = make_clip(Path(tmp) / "bench_1080p.mp4", seconds)
-        size = analysis_size(1920, 1080, predictor.input_cfg)
-        dec = decode_fps(clip, size)
-        t = time.perf_counter()
-        s = run_session(clip, predictor, realtime=False)
-        ana = s.monitor.metrics.analysed / (time.perf_counter() - t)
-        live = run_session(clip, predictor, realtime=True).monitor.metrics
-    out = {"machine": f"{platform.machine()} {os.cpu_count()} cores", "device": str(predictor.device),
-           "clip_seconds": seconds, "decode_fps_1080p": round(dec, 1), "analyze_fps_1080p": round(ana, 1),
-           "ratio_analyze_vs_decode": round(ana / dec, 3),
-           "live_latency_ms_p50": round(live.latency_percentile(50), 1),
-           "live_latency_ms_p95": round(live.latency_percentile(95), 1),
-           "live_dropped_frames": live.dropped, "live_frames_analysed": live.analysed,
-           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    args.runs = args.runs or (1 if args.quick else 3)
+    out = soak(args) if args.soak else benchmark(args)
     for k, v in out.items():
-        print(f"{k:<26}{v}")
+        print(f"{k:<30}{v}")
+    if args.markdown and not args.soak:
+        args.markdown.write_text(markdown(out))
     print(json.dumps(out))
 
 

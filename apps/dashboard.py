@@ -13,13 +13,14 @@ import tempfile
 import threading
 from pathlib import Path
 
+import cv2
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
 from model.tasks import task_spec
 from monitor.config import ScopeWatchConfig
-from monitor.pipeline import InferenceWorker
+from monitor.pipeline import InferenceWorker, Sampler
 from monitor.records import FrameResult
 from monitor.session import Session
 from monitor.sources import SourceError, open_source
@@ -169,6 +170,16 @@ def events_rows(events) -> list[list]:
              None if e.mean_quality is None else round(e.mean_quality, 1)] for e in events]
 
 
+def events_gallery(events) -> list[tuple[np.ndarray, str]]:
+    """Each event's thumbnail (its worst frame) with a caption, for a gr.Gallery."""
+    out = []
+    for e in events:
+        if e.thumbnail_jpeg:
+            bgr = cv2.imdecode(np.frombuffer(e.thumbnail_jpeg, np.uint8), cv2.IMREAD_COLOR)
+            out.append((cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"{e.name} at {e.start_s:.1f} s ({e.duration_s:.1f} s)"))
+    return out
+
+
 EVENT_HEADERS = ["kind", "name", "start (s)", "duration (s)", "peak", "mean quality"]
 CSS = """
 .sw-badges {display:flex; flex-wrap:wrap; gap:8px}
@@ -272,14 +283,19 @@ def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowe
     checkpoints = weights_choices(current_weights, allowed)
     loaded = {"weights": str(current_weights)}  # what the shared predictor runs now
 
-    def live_update(uri, window):
+    def live_update(uri, window, shown):
+        """One refresh of the Live tab; the thumbnails are sent only when the feed's events change
+        (`shown`: the feed and event count this viewer has)."""
         tiles = tiles_html(hub.running(), uri.strip())
         session = hub.get(uri.strip())
         if session is None:
-            return None, badges_html(None), probability_figure([], tasks), quality_figure([]), [], tiles
+            return None, badges_html(None), probability_figure([], tasks), quality_figure([]), [], [], tiles, None
         rows = downsample(windowed(session.timeline.snapshot(), WINDOWS[window]))
+        events = list(session.events)
+        now = (uri.strip(), len(events))
+        gallery = gr.skip() if now == shown else events_gallery(events)
         return (session.latest_image, badges_html(session), probability_figure(rows, tasks), quality_figure(rows),
-                events_rows(session.events), tiles)
+                events_rows(events), gallery, tiles, now)
 
     def start(uri):
         try:
@@ -306,13 +322,18 @@ def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowe
         rows = downsample(session.timeline.analysed())
         first = frame_at(path, rows[0].time_s) if rows else None
         return (probability_figure(rows, tasks), quality_figure(rows), events_rows(session.events),
-                str(csv_path), str(events_path), session.summary_text(), str(path), first)
+                str(csv_path), str(events_path), session.summary_text(), str(path), first,
+                events_gallery(session.events), [e.start_s for e in session.events if e.thumbnail_jpeg])
 
     def jump(table, evt: gr.SelectData):
         """A click on an event row moves the "frame at" box to the event's start."""
         if evt.index is None or table is None or not len(table):
-            return gr.update()
+            return gr.skip()
         return float(table.iloc[evt.index[0]]["start (s)"])
+
+    def jump_to_thumbnail(starts, evt: gr.SelectData):
+        """... and so does a click on an event's thumbnail."""
+        return gr.skip() if evt.index is None or not starts else float(starts[evt.index])
 
     def show_at(path, t):
         if not path or t is None:
@@ -332,9 +353,10 @@ def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowe
         for t, v in zip(tasks, values[:len(tasks)]):
             predictor.thresholds[t] = float(v)
         cfg.sampling.fps = float(values[len(tasks)]) or None
-        cfg.events.smoothing_s = float(values[len(tasks) + 1])
-        return (f"settings applied: thresholds and weights ({Path(chosen).name if chosen else 'unchanged'}) now, "
-                "sampling and smoothing for sources started from now on")
+        cfg.events.smoothing_s = float(values[len(tasks) + 1])  # running detectors share this config
+        for session in hub.running().values():
+            session.monitor.sampler = Sampler(cfg.sampling.fps)
+        return f"settings applied to every feed (weights: {Path(chosen).name if chosen else 'unchanged'})"
 
     with gr.Blocks(title="ScopeWatch") as app:
         gr.Markdown("# ScopeWatch — surgical video quality monitor")
@@ -354,10 +376,13 @@ def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowe
                     prob_plot = gr.Plot(label="Distortions")
             quality_plot = gr.Plot(label="Quality")
             events_table = gr.Dataframe(headers=EVENT_HEADERS, label="Events", interactive=False)
+            thumbnails = gr.Gallery(label="Events: worst frame of each", columns=6, height=180, object_fit="contain")
+            shown = gr.State(None)
             start_btn.click(start, source, status)
             stop_btn.click(stop, source, status)
             timer = gr.Timer(0.5)
-            timer.tick(live_update, [source, window], [preview, badges, prob_plot, quality_plot, events_table, tiles])
+            timer.tick(live_update, [source, window, shown],
+                       [preview, badges, prob_plot, quality_plot, events_table, thumbnails, tiles, shown])
         with gr.Tab("Recorded"):
             with gr.Row():
                 upload = gr.File(label="Upload a video", file_types=["video"], type="filepath")
@@ -375,12 +400,16 @@ def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowe
             rec_prob = gr.Plot(label="Distortions", elem_id="sw-rec-prob")
             rec_quality = gr.Plot(label="Quality", elem_id="sw-rec-quality")
             rec_events = gr.Dataframe(headers=EVENT_HEADERS, label="Events (click a row to see its frame)", interactive=False)
+            rec_thumbnails = gr.Gallery(label="Events: worst frame of each (click one to see its start)", columns=6,
+                                        height=180, object_fit="contain")
+            thumbnail_starts = gr.State([])
             with gr.Row():
                 csv_file = gr.File(label="CSV timeline", elem_id="sw-csv")
                 events_file = gr.File(label="Events JSON")
             analyse_btn.click(analyse, [upload, chosen], [rec_prob, rec_quality, rec_events, csv_file, events_file,
-                                                         summary, recording, rec_frame])
+                                                         summary, recording, rec_frame, rec_thumbnails, thumbnail_starts])
             rec_events.select(jump, rec_events, seek)
+            rec_thumbnails.select(jump_to_thumbnail, thumbnail_starts, seek)
             seek.change(show_at, [recording, seek], [rec_frame, rec_frame_time])
         with gr.Tab("Settings"):
             sliders = [gr.Slider(0.05, 0.95, value=predictor.thresholds[t], step=0.05, label=f"{task_spec(t).title} threshold")

@@ -82,10 +82,12 @@ class PipelineMetrics:
     _latencies: deque = field(default_factory=lambda: deque(maxlen=2000))
 
     @staticmethod
-    def _rate(times: deque) -> float:
-        if len(times) < 2 or times[-1] == times[0]:
+    def _rate(times: deque, window_s: float = 5.0) -> float:
+        """Events per second over the last `window_s` seconds (the rate now, not since long ago)."""
+        recent = [t for t in list(times) if t >= times[-1] - window_s] if times else []
+        if len(recent) < 2 or recent[-1] == recent[0]:
             return 0.0
-        return (len(times) - 1) / (times[-1] - times[0])
+        return (len(recent) - 1) / (recent[-1] - recent[0])
 
     @property
     def capture_fps(self) -> float:

@@ -131,7 +131,7 @@ def test_recorded_tab_csv_matches_the_monitor_csv(server, monitor_csv):
     from gradio_client import Client
     client = Client(server, verbose=False)
     result = client.predict(None, "case.mp4", api_name="/analyse")
-    assert result[-1] is not None  # the first analysed frame is shown (gr.State outputs are not returned)
+    assert result[6] is not None  # the first analysed frame is shown (gr.State outputs are not returned)
     assert_same_timeline(Path(result[3]), monitor_csv)
 
 
@@ -188,6 +188,9 @@ def test_in_a_real_browser(server, monitor_csv, tmp_path):
         # The scheduled smoke (6-20 s of the feed) appears in the events table once it has cleared.
         time.sleep(max(0.0, url_started[server] + 26 - time.time()))
         page.get_by_text("smoke", exact=True).first.wait_for(timeout=20000)
+        # ... with its thumbnail (the episode's worst frame) in the gallery below the table
+        page.wait_for_function("[...document.querySelectorAll('img')].some(i => i.src.includes('/file=') || "
+                               "i.src.includes('gradio_api/file'))", timeout=10000)
         page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
         # A second feed becomes a second tile; a click on a tile opens that feed.
         page.locator("#sw-source textarea, #sw-source input").first.fill("synthetic:30")
@@ -254,6 +257,11 @@ def test_settings_switch_weights_live_and_refuse_others(server, media):
             apply(str((media / "two_tasks.pt").resolve()))
         assert "applied" in apply(str((media / "tiny.pt").resolve()))
         assert "scopewatch_lap5_small" in wait_for_model("scopewatch_lap5_small")
+        thresholds[:] = [0.5] * 5
+        client.predict(*thresholds, 2, 1.0, str((media / "tiny.pt").resolve()), api_name="/apply_settings")
+        time.sleep(6)  # the running feed now keeps 2 frames per second (the rate is over the last 5 s)
+        badges = model_in_badges()
+        assert float(badges.split(" fps")[0].split(">")[-1]) < 5
     finally:
         apply(shipped)
     assert "scopewatch_lap5_small" not in wait_for_model("scopewatch_lap5<")

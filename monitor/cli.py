@@ -303,10 +303,9 @@ def cmd_archive(args, cfg) -> int:
     predictor = _predictor(args.weights, args.device)
     weights = str(args.weights) if args.weights else None
     if args.ray:
-        try:
-            import ray  # noqa: F401  (optional extra)
-        except ImportError:
-            raise UsageError("--ray needs Ray: pip install -e '.[ray]'") from None
+        import importlib.util
+        if importlib.util.find_spec("ray") is None:  # an optional extra
+            raise UsageError("--ray needs Ray: pip install -e '.[ray]'")
         cfg.model.threads = 1  # one core per task: Ray runs as many tasks as the cluster has cores
         try:
             executor = ray_executor(None if args.ray == "local" else args.ray, cfg, weights, args.device)

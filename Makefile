@@ -28,7 +28,7 @@ bench: setup
 	$(PY) benchmarks/synth_speed.py
 	$(PY) benchmarks/model_speed.py
 
-# Reproduce the shipped weights (about 45 min on an otherwise idle 2-core CPU), then check them.
+# Reproduce the shipped weights (about 50 min on an otherwise idle 2-core CPU: 1.22 steps/s), then check them.
 WEIGHTS := model/weights/scopewatch_lap5.synth_v2.pt
 weights: setup
 	$(VENV)/bin/scopewatch train --out runs/synth_v2

@@ -23,7 +23,7 @@ from monitor.config import ScopeWatchConfig
 from monitor.pipeline import InferenceWorker, Sampler
 from monitor.records import FrameResult
 from monitor.session import Session
-from monitor.sources import SourceError, open_source
+from monitor.sources import SourceError, frame_at as source_frame_at, open_source
 
 log = logging.getLogger("scopewatch.dashboard")
 
@@ -236,18 +236,9 @@ def resolve_in(folder: Path, name: str) -> Path:
 
 
 def frame_at(path: Path, time_s: float) -> np.ndarray | None:
-    """The frame of a recording shown at `time_s` (seek to the keyframe before, decode forward)."""
-    import av
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        if stream.time_base:
-            c.seek(max(0, int(time_s / stream.time_base)), stream=stream, backward=True)
-        last = None
-        for f in c.decode(stream):
-            last = f
-            if f.time is not None and f.time >= time_s - 1e-3:
-                break
-        return None if last is None else last.to_ndarray(format="rgb24")
+    """The frame of a recording shown at `time_s`, full size."""
+    raw = source_frame_at(path, time_s)
+    return None if raw is None else raw.to_rgb((raw.width, raw.height))
 
 
 def analyse_recording(path: Path, predictor, cfg: ScopeWatchConfig, out_dir: Path, progress=None):

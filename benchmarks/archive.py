@@ -56,7 +56,7 @@ def main():
         tmp = Path(tmp)
         (tmp / "videos").mkdir()
         videos = make_videos(tmp / "videos", args.videos, args.seconds, size)
-        local_s = timed(videos, tmp / "local", cfg, predictor, local_executor(cfg, None, "cpu"), args.chunk_s)
+        local_s = timed(videos, tmp / "local", cfg, predictor, local_executor(cfg, predictor), args.chunk_s)
         import ray
         ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
         ray_cfg = ScopeWatchConfig()

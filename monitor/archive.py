@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from model.predict import Predictor, load_predictor
+from model.preprocess import analysis_size
 from monitor.config import ScopeWatchConfig
 from monitor.events import EventDetector, Picture, PictureMeter, thumbnail
 from monitor.export import CsvTimelineWriter, EventsJsonWriter
 from monitor.pipeline import Monitor
 from monitor.records import FrameResult
-from monitor.sources import FileSource, RawFrame, SourceError
+from monitor.sources import FileSource, SourceError, frame_at
 from monitor.timeline import Timeline
 
 log = logging.getLogger("scopewatch.archive")
@@ -86,20 +87,24 @@ def plan(video: Path, chunk_s: float) -> list[Chunk]:
 
 
 @functools.lru_cache(maxsize=2)
-def _predictor(weights: str | None, device: str) -> Predictor:
-    return load_predictor(weights, device)  # once per worker process, reused by its tasks
+def _worker_predictor(weights: str | None, device: str) -> Predictor:
+    return load_predictor(weights, device)  # once per Ray worker process, reused by its tasks
 
 
-def analyse_chunk(chunk: Chunk, cfg: ScopeWatchConfig, weights: str | None = None, device: str = "auto") -> ChunkResult:
-    """The task: this chunk's rows and pictures (the lead-in's are dropped)."""
-    predictor = _predictor(weights, device)
+def _chunk_task(chunk: Chunk, cfg: ScopeWatchConfig, weights: str | None, device: str) -> ChunkResult:
+    """The Ray task: the model comes from the checkpoint path, loaded in the worker."""
+    return analyse_chunk(chunk, cfg, _worker_predictor(weights, device))
+
+
+def analyse_chunk(chunk: Chunk, cfg: ScopeWatchConfig, predictor: Predictor) -> ChunkResult:
+    """One chunk's rows and pictures (the lead-in's are dropped)."""
     lead = min(LEAD_IN_S, chunk.start_s)
     source = FileSource(chunk.video, start_s=chunk.start_s - lead, end_s=chunk.end_s)
     result = ChunkResult(chunk)
     meter = PictureMeter()
 
     def sink(r: FrameResult, image) -> None:
-        if chunk.index == 0 or r.time_s >= chunk.start_s - 1e-6:
+        if r.time_s >= chunk.start_s - 1e-6:
             result.rows.append((r, meter(image) if image is not None else None))
         elif image is not None:
             meter(image)  # the lead-in only sets the picture to compare the first frame with
@@ -115,16 +120,10 @@ def analyse_chunk(chunk: Chunk, cfg: ScopeWatchConfig, weights: str | None = Non
     return result
 
 
-def analysis_frame_at(video: str, time_s: float, cfg: ScopeWatchConfig, predictor: Predictor):
+def analysis_frame_at(video: str, time_s: float, predictor: Predictor):
     """The analysis-size frame at `time_s`, as the monitor saw it (for an event's thumbnail)."""
-    from model.preprocess import analysis_size
-    source = FileSource(video, start_s=time_s)
-    for item in source.frames():
-        if isinstance(item, RawFrame):
-            image = item.to_rgb(analysis_size(item.width, item.height, predictor.input_cfg))
-            source.close()
-            return image
-    return None
+    raw = frame_at(video, time_s)
+    return None if raw is None else raw.to_rgb(analysis_size(raw.width, raw.height, predictor.input_cfg))
 
 
 def output_paths(out_dir: Path, video: str | Path) -> tuple[Path, Path, Path]:
@@ -146,7 +145,7 @@ def write_video(video: str, parts: list[ChunkResult], out_dir: Path, cfg: ScopeW
 
     def publish(events):
         for e in events:
-            image = analysis_frame_at(video, e.worst_time_s, cfg, predictor)
+            image = analysis_frame_at(video, e.worst_time_s, predictor)
             e.thumbnail_jpeg = thumbnail(image, cfg.events.thumbnail_width) if image is not None else None
             events_out.add(e)
 
@@ -194,9 +193,9 @@ def write_summary(rows: list[dict], path: Path) -> Path:
 Executor = Callable[[list[Chunk]], Iterable[ChunkResult]]
 
 
-def local_executor(cfg: ScopeWatchConfig, weights: str | None, device: str) -> Executor:
-    """Chunks one after another in this process."""
-    return lambda chunks: (analyse_chunk(c, cfg, weights, device) for c in chunks)
+def local_executor(cfg: ScopeWatchConfig, predictor: Predictor) -> Executor:
+    """Chunks one after another in this process, with its model."""
+    return lambda chunks: (analyse_chunk(c, cfg, predictor) for c in chunks)
 
 
 def ray_executor(address: str | None, cfg: ScopeWatchConfig, weights: str | None, device: str) -> Executor:
@@ -210,7 +209,7 @@ def ray_executor(address: str | None, cfg: ScopeWatchConfig, weights: str | None
                  log_to_driver=False, configure_logging=False)
     gpus = ray.cluster_resources().get("GPU", 0)
     # A GPU serves several chunk tasks at once: the model is small; decoding is the task's bulk.
-    task = ray.remote(num_cpus=1, num_gpus=0.25 if gpus else 0, max_retries=3)(analyse_chunk)
+    task = ray.remote(num_cpus=1, num_gpus=0.25 if gpus else 0, max_retries=3)(_chunk_task)
     task_device = "cuda" if gpus else ("cpu" if device == "auto" else device)
 
     def run(chunks: list[Chunk]) -> Iterable[ChunkResult]:

@@ -312,7 +312,7 @@ def cmd_archive(args, cfg) -> int:
         except ConnectionError as e:
             raise UsageError(f"cannot reach the Ray cluster at {args.ray}: {e}") from None
     else:
-        executor = local_executor(cfg, weights, args.device)
+        executor = local_executor(cfg, predictor)
     with tqdm(desc="archive", unit="chunk", disable=args.quiet) as bar:
         rows = analyse_archive(videos, args.out, cfg, predictor, executor, args.chunk_s, bar)
     failed = [r for r in rows if r["status"] != "ok"]

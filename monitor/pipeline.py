@@ -165,9 +165,9 @@ class InferenceWorker:
                 more, more_dropped = m.buffer.get_batch(spare, timeout=0)
                 taken[k] = (m, items + more, dropped + more_dropped)
                 spare -= sum(isinstance(i, _Sampled) for i in more)
-            frames = [(m, item) for m, items, _ in taken for item in items if isinstance(item, _Sampled)]
+            images = [item.image for _, items, _ in taken for item in items if isinstance(item, _Sampled)]
             try:
-                preds = iter(self.predictor.predict([item.image for _, item in frames]))
+                preds = iter(self.predictor.predict(images))
             except Exception as e:  # a model failure ends every feed visibly, not silently
                 log.exception("inference failed")
                 for m, _, _ in taken:

@@ -99,6 +99,23 @@ def _av_error(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+def frame_at(path: str | Path, time_s: float) -> RawFrame | None:
+    """The decoded frame of a recording shown at `time_s` (the last one when past the end): seek
+    to the keyframe before, decode forward. For a preview or a thumbnail, not for analysis."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        if stream.time_base:
+            c.seek(max(0, int(time_s / stream.time_base)), stream=stream, backward=True)
+        last = None
+        for f in c.decode(stream):
+            last = f
+            if f.time is not None and f.time >= time_s - 1e-3:
+                break
+    if last is None:
+        return None
+    return RawFrame(-1, last.pts, last.time or 0.0, time.time(), last.width, last.height, av_frame=last)
+
+
 class FileSource(FrameSource):
     """A recorded video of any container/codec FFmpeg reads. Audio is ignored. With `realtime`
     the file is played at its own pace, as a live feed (frames dropped if analysis lags)."""

@@ -94,7 +94,8 @@ def test_chunked_analysis_writes_what_one_pass_writes_events_included(tmp_path):
     assert json.loads(ref_events.read_text())["events"]  # there is something to compare
     out = tmp_path / "out"
     cfg = every_frame_config()
-    rows = analyse_archive([clip], out, cfg, load_predictor(), local_executor(cfg, None, "auto"), chunk_s=1.5)
+    predictor = load_predictor()
+    rows = analyse_archive([clip], out, cfg, predictor, local_executor(cfg, predictor), chunk_s=1.5)
     assert rows[0]["status"] == "ok" and rows[0]["frames"] == 250
     assert_same_csv(ref_csv, out / "episodes.mp4.scopewatch.csv")
     same_events(ref_events, out / "episodes.mp4.scopewatch.events.json")
@@ -113,7 +114,7 @@ def chunk_workers() -> list[int]:
     pids = []
     for d in Path("/proc").iterdir():
         try:
-            if d.name.isdigit() and (d / "cmdline").read_bytes().startswith(b"ray::analyse_chunk"):
+            if d.name.isdigit() and (d / "cmdline").read_bytes().startswith(b"ray::_chunk_task"):
                 pids.append(int(d.name))
         except OSError:
             pass

@@ -263,7 +263,7 @@ def test_three_feeds_share_one_worker_and_a_dead_feed_starves_no_other(predictor
         assert StreamState.STALLED in states or StreamState.RECONNECTING in states
         assert rate(sessions[0], killed_at + 3, killed_at + 5) == 0
         assert all(s.monitor.worker is worker for s in sessions)
-        assert all(s.monitor.metrics.dropped >= 0 and s.monitor.metrics.latency_percentile(95) for s in sessions[1:])
+        assert all(s.monitor.metrics.latency_percentile(95) for s in sessions[1:])  # each feed reports its own
     finally:
         for pub in pubs:
             pub.stop()

@@ -28,11 +28,11 @@ bench: setup
 	$(PY) benchmarks/synth_speed.py
 	$(PY) benchmarks/model_speed.py
 
-# Reproduce the shipped weights (about 50 min on an otherwise idle 2-core CPU: 1.22 steps/s), then check them.
-WEIGHTS := model/weights/scopewatch_lap5.synth_v2.pt
+# Reproduce the shipped weights (about 44 min on a 2-core CPU), then check them.
+WEIGHTS := model/weights/scopewatch_lap5.synth_v3.pt
 weights: setup
-	$(VENV)/bin/scopewatch train --out runs/synth_v2
-	cp runs/synth_v2/best.pt $(WEIGHTS)
+	$(VENV)/bin/scopewatch train --out runs/synth_v3
+	cp runs/synth_v3/best.pt $(WEIGHTS)
 
 # The held-out test set: procedural seeds and real frames that training and validation never used.
 SURGICAL := ../shared/data/surgical

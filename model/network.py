@@ -11,19 +11,23 @@ Layout follows timm's model files: blocks, the main class (`forward_features`, `
   tells motion blur from defocus); patches -> mean and std across the K patches (aggregation that sees both the
   typical patch and how much they disagree, i.e. local vs global distortions); context -> mean and
   std over the cells inside the field of view (std of the context = brightness/veil spread).
-* Orientation statistics (fixed, not learned): the structure tensor of each patch's luma at three
-  scales, reduced to rotation-invariant numbers. A motion PSF removes detail along one direction,
-  the same direction in every patch, whereas a defocus disk removes it in all directions and scene
-  edges point every which way across patches; so the length of the across-patch mean orientation
-  vector separates the two. Measured on synthesised frames (motion vs defocus, one distortion
-  each): AUC 0.90 for that one number at full scale, where the CNN's pooled maps left motion blur
-  at F1 0.30 (most of it called defocus).
+* Directional energy (fixed, not learned; `DirectionalEnergy`): how much fine detail survives in
+  each direction, over the whole frame. A motion PSF removes detail along one direction, the same
+  in every patch; a defocus disk removes it in all directions; motion and defocus together leave
+  the cross direction blurred too. The CNN's pooled maps carry such cues only for the directions
+  their filters happen to have, so they are given here in a form that does not depend on the
+  blur's direction. Measured on 800 synthesised frames from validation content (singly and
+  combined distortions; a small MLP trained on 600 frames, AUC on the other 200): motion-blur
+  presence 0.917 from these features against 0.872 from the structure-tensor orientation
+  statistics they replace, and defocus among blurred frames 0.854 against 0.789.
 * Heads on the fused frame vector: presence logits (one binary classifier per task), severity in
   [0, 1] per task (level = ceil(4 x severity)), and quality 0..100. The NSS auxiliary head
   (Bourbia et al.) regresses each patch's wavelet NSS features; its hidden layer, averaged over
   patches, is concatenated into the quality head, so quality rests on naturalness features.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -58,33 +62,71 @@ class Trunk(nn.Module):
         return maps
 
 
-class OrientationStats(nn.Module):
-    """Per frame, for each scale: mean and std across patches of log gradient energy, mean length of
-    the patches' orientation vectors (local anisotropy), and length of their mean (anisotropy shared
-    by all patches: motion). Orientation vector = ((Ixx - Iyy), 2 Ixy) / (Ixx + Iyy), the
-    double-angle form, so opposite gradient directions agree."""
+def second_difference_kernels(lag: float, angles: int) -> torch.Tensor:
+    """(angles, 1, n, n) kernels of f(x + lag u) + f(x - lag u) - 2 f(x), u at angles pi k / angles,
+    off-grid taps bilinear. Each is scaled to unit norm, so white noise has the same energy at every
+    angle (bilinear taps average neighbours and would otherwise favour the off-axis directions)."""
+    n = math.ceil(lag)
+    k = torch.zeros(angles, 1, 2 * n + 1, 2 * n + 1)
+    for a in range(angles):
+        theta = math.pi * a / angles
+        for sign in (1, -1):
+            x, y = n + sign * lag * math.cos(theta), n + sign * lag * math.sin(theta)
+            x0, y0 = math.floor(x), math.floor(y)
+            fx, fy = x - x0, y - y0
+            for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+                if w > 1e-9:
+                    k[a, 0, y0 + dy, x0 + dx] += w
+        k[a, 0, n, n] -= 2.0
+    return k / k.square().sum((1, 2, 3), keepdim=True).sqrt()
 
-    def __init__(self, scales: tuple[int, ...] = (1, 2, 4)):
+
+class DirectionalEnergy(nn.Module):
+    """How much fine detail survives in each direction, over the whole frame (fixed, not learned).
+
+    Energy of directional second differences at 8 angles and lags of 1, 2 and 4 px, on the luma at
+    full analysis resolution and at half (lags of 2-8 px there: long streaks, and sensor noise
+    averaged down). Energies are summed over the K patches first, so the textured patches carry the
+    estimate and scene edges, which point every which way across patches, average out. Each
+    (resolution, lag) profile over angle is expressed relative to its mean and turned to a common
+    reference: the direction with the least energy (a motion streak's direction) first, and the
+    two sides of it averaged, which makes it independent of the blur's direction and mirror image.
+    Second differences ignore smooth shading, the gradients of which survive any blur.
+    Out: per profile the aligned, symmetrised shape (angles/2 + 1), the level, the spread of the
+    level across patches and the largest deviation from it."""
+
+    def __init__(self, lags: tuple[float, ...] = (1, 2, 4), angles: int = 8):
         super().__init__()
-        self.scales = scales
-        self.num_features = 4 * len(scales)
+        self.lags, self.angles = tuple(lags), angles
+        for i, lag in enumerate(self.lags):
+            self.register_buffer(f"kernel{i}", second_difference_kernels(lag, angles), persistent=False)
         self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]) / 255.0, persistent=False)
+        self.profiles = 2 * len(self.lags)
+        self.num_features = self.profiles * (angles // 2 + 4)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        """patches (B, K, P, P, 3) uint8 -> (B, 4 x len(scales))."""
+        """patches (B, K, P, P, 3) uint8 -> (B, num_features)."""
         b, k = patches.shape[:2]
-        y = (patches.flatten(0, 1).float() @ self.luma)[:, None]  # (B*K, 1, P, P), contiguous
-        out = []
-        for s in self.scales:
-            z = F.avg_pool2d(y, s) if s > 1 else y
-            gx = z[..., 1:-1, 2:] - z[..., 1:-1, :-2]
-            gy = z[..., 2:, 1:-1] - z[..., :-2, 1:-1]
-            xx, xy, yy = ((g * h).mean((1, 2, 3)).view(b, k) for g, h in ((gx, gx), (gx, gy), (gy, gy)))
-            energy = xx + yy + 1e-6
-            v = torch.stack([(xx - yy) / energy, 2 * xy / energy], dim=-1)  # (B, K, 2)
-            log_e = energy.log()
-            out += [log_e.mean(1), log_e.std(1, unbiased=False), v.norm(dim=-1).mean(1), v.mean(1).norm(dim=-1)]
-        return torch.stack(out, dim=1)
+        y = (patches.flatten(0, 1).float() @ self.luma)[:, None]  # (B*K, 1, P, P)
+        energy = []
+        # Stride 2 at full resolution: a quarter of the positions estimate a mean energy as well.
+        for image, stride in ((y, 2), (F.avg_pool2d(y, 2), 1)):
+            for i in range(len(self.lags)):
+                r = F.conv2d(image, getattr(self, f"kernel{i}"), stride=stride)
+                energy.append(r.square().mean((2, 3)))
+        energy = torch.stack(energy, 1).view(b, k, self.profiles, self.angles)
+        spread = (energy.mean(-1) + 1e-8).log().std(1, unbiased=False)
+        profile = (energy.sum(1) + 1e-8).log()  # (B, profiles, angles)
+        level = profile.mean(-1, keepdim=True)
+        rel = profile - level
+        # The reference direction comes from the lags of 2 px and more, where the bilinear taps of
+        # the lag-1 kernels matter least.
+        first = rel[:, 1:].sum(1).argmin(-1)
+        order = (torch.arange(self.angles, device=rel.device)[None] + first[:, None]) % self.angles
+        aligned = torch.gather(rel, 2, order[:, None].expand(-1, self.profiles, -1))
+        half = self.angles // 2
+        shape = [aligned[..., 0]] + [(aligned[..., j] + aligned[..., -j]) / 2 for j in range(1, half)] + [aligned[..., half]]
+        return torch.cat([torch.stack(shape, -1).flatten(1), level.squeeze(-1), spread, rel.abs().amax(-1)], 1)
 
 
 def _pool_maps(maps: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -121,9 +163,9 @@ class QualityNet(nn.Module):
         self.input_cfg = input_cfg or InputConfig()
         self.trunk = Trunk(tuple(widths), tuple(taps))
         c = self.trunk.out_channels
-        self.orientation = OrientationStats()
-        self.orientation_norm = nn.BatchNorm1d(self.orientation.num_features)
-        self.neck = nn.Sequential(nn.Linear(6 * c + self.orientation.num_features, hidden), nn.ReLU(inplace=True), nn.Dropout(0.1))
+        self.directional = DirectionalEnergy()
+        self.directional_norm = nn.BatchNorm1d(self.directional.num_features)
+        self.neck = nn.Sequential(nn.Linear(6 * c + self.directional.num_features, hidden), nn.ReLU(inplace=True), nn.Dropout(0.1))
         self.presence = nn.Linear(hidden, len(self.tasks))
         self.severity = nn.Linear(hidden, len(self.tasks))
         self.aux_hidden = nn.Sequential(nn.Linear(2 * c, aux_hidden), nn.ReLU(inplace=True))
@@ -144,13 +186,13 @@ class QualityNet(nn.Module):
 
     def forward_features(self, patches: torch.Tensor, context: torch.Tensor, mask: torch.Tensor):
         """patches (B, K, P, P, 3) uint8; context (B, Hc, Wc, 3) uint8; mask (B, Hc, Wc) in [0, 1].
-        Returns the fused frame vector (B, 6C + orientation) and per-patch pooled features (B, K, 2C)."""
+        Returns the fused frame vector (B, 6C + directional) and per-patch pooled features (B, K, 2C)."""
         b, k = patches.shape[:2]
         per_patch = _pool_maps(self.trunk(self._normalise(patches.flatten(0, 1)))).view(b, k, -1)
         ctx = _pool_maps(self.trunk(self._normalise(context)), mask[:, None].float())
         across = _mean_std(per_patch.transpose(1, 2), (2,))
-        orient = self.orientation_norm(self.orientation(patches))
-        return torch.cat([across, ctx, orient], dim=1), per_patch
+        directional = self.directional_norm(self.directional(patches))
+        return torch.cat([across, ctx, directional], dim=1), per_patch
 
     def forward_head(self, fused: torch.Tensor, per_patch: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.neck(fused)

@@ -1,8 +1,9 @@
+import numpy as np
 import torch
 
 from model.preprocess import InputConfig
 from model.tasks import DEFAULT_TASKS
-from training.dataset import MIN_SEVERITY, SynthPatchDataset
+from training.dataset import MIN_SEVERITY, SynthPatchDataset, h264_roundtrip, scope_falloff
 from training.nss import NUM_FEATURES
 from training.scene import ProceduralScene
 
@@ -35,3 +36,18 @@ def test_stream_is_reproducible_from_its_seed():
     c = [x["severity"] for x in make(seed=5, length=5)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not all(torch.equal(x, y) for x, y in zip(a, c))
+
+
+def test_h264_roundtrip_codes_the_frame_at_the_asked_quality():
+    frame = ProceduralScene(3, (640, 360)).frame_at(1.0)
+    coded = {crf: h264_roundtrip(frame, crf) for crf in (12, 20, 28)}
+    assert all(c.shape == frame.shape and c.dtype == np.uint8 for c in coded.values())
+    error = [np.abs(coded[crf].astype(float) - frame).mean() for crf in (12, 20, 28)]
+    assert 0.3 < error[0] < error[1] < error[2] < 6.0  # changed, and more so at a higher CRF
+
+
+def test_scope_falloff_is_centred_and_symmetric():
+    g = scope_falloff((360, 640), reach=2.0)
+    assert g.max() == g[179:181, 319:321].max() and abs(float(g[180, 320]) - 1.0) < 1e-3
+    assert np.allclose(g, g[::-1, ::-1]) and np.allclose(g, g[:, ::-1])
+    assert abs(float(g[180, 320 + 180]) - (1 + 1 / 4) ** -2) < 0.01  # one half short side out: (1 + 1/2^2)^-2

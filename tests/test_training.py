@@ -7,7 +7,7 @@ import torch
 from model import load_checkpoint
 from model.predict import Predictor
 from training.metrics import micro_f1, exact_match, rankdata, srocc
-from training.trainer import TrainConfig, train
+from training.trainer import TrainConfig, train, update_average
 from training.scene import ProceduralScene
 from training.distortions import distort
 
@@ -65,3 +65,21 @@ def test_training_resumes_from_last_checkpoint(tmp_path):
     train(cfg, resume=True, progress=False)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert first == 20 and [h["step"] for h in history] == [10, 20, 30]
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    raw, average = last["state_dict"], last["extra"]["average"]
+    assert raw.keys() == average.keys()  # the average is resumed too, and differs from the raw weights
+    assert any(not torch.equal(raw[k], average[k]) for k in raw if raw[k].is_floating_point())
+
+
+def test_weight_average_lags_the_weights_and_starts_close_to_them():
+    model, average = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    model.num_batches_tracked.fill_(7)
+    update_average(average, model, step=0, decay=0.99)  # early: mostly the new weights
+    assert torch.allclose(average.weight, torch.full((2,), 0.1 * 1.0 + 0.9 * 2.0))
+    assert int(average.num_batches_tracked) == 7  # counters are copied, not averaged
+    update_average(average, model, step=10_000, decay=0.99)  # late: the full decay
+    assert torch.allclose(average.weight, torch.full((2,), 0.99 * 1.9 + 0.01 * 2.0))
+    update_average(average, model, step=10_000, decay=0.0)  # no averaging: the raw weights
+    assert torch.equal(average.weight, model.weight)

@@ -3,12 +3,16 @@
 Samples are synthesised on the fly from clean content (training.dataset). Loss = presence BCE +
 severity L1 (on present distortions) + quality L1 (scaled to [0, 1]) + `nss_weight` x NSS L1 (on
 standardised features). Validation uses content that training never sees (other procedural seeds,
-other frames and time ranges of the real videos): split by source content, never by patch. The
-best validation score is kept as `best.pt`; `last.pt` holds optimizer state and step for resuming.
+other frames and time ranges of the real videos): split by source content, never by patch.
+What is validated and shipped is an exponential moving average of the weights (`ema_decay`): with
+the small batches a CPU affords, the raw weights jump from step to step, and successive
+checkpoints scored far apart on the same test set. The best validation score is kept as
+`best.pt`; `last.pt` holds the raw weights, their average, optimizer state and step for resuming.
 Resuming rebuilds the model from the checkpoint's own architecture and arguments.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -43,11 +47,12 @@ class TrainConfig:
     train_content: tuple[str, ...] = ("procedural:0-48", f"{SURGICAL}/train_clean[0:16]",
                                       f"{SURGICAL}/real_clean_video/cholec_endo_720p.mp4@0:8")
     val_content: tuple[str, ...] = ("procedural:1000-1012", f"{SURGICAL}/real_clean_video/cholec_endo_720p.mp4@8:")
-    steps: int = 3500
+    steps: int = 3000
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup: int = 150
+    ema_decay: float = 0.998  # of the weight average that is validated and saved (0: the raw weights)
     nss_weight: float = 0.2
     quality_weight: float = 2.0
     severity_weight: float = 1.0
@@ -101,12 +106,25 @@ def losses(model, out: dict, batch: dict, cfg: TrainConfig) -> dict[str, torch.T
     return {"loss": total, "presence": presence, "severity": severity, "quality": quality, "nss": nss}
 
 
+@torch.no_grad()
+def update_average(average, model, step: int, decay: float) -> None:
+    """average <- decay' average + (1 - decay') model, parameters and BatchNorm statistics alike;
+    decay' is smaller over the first steps, so the average is not anchored to the initial weights."""
+    d = min(decay, (1 + step) / (10 + step))
+    for a, m in zip(average.state_dict().values(), model.state_dict().values()):
+        if a.is_floating_point():
+            a.lerp_(m, 1.0 - d)
+        else:
+            a.copy_(m)
+
+
 def model_inputs(batch: dict) -> dict:
     return {k: batch[k] for k in ("patches", "context", "mask")}
 
 
 @torch.no_grad()
 def evaluate_batches(model, batches: list[dict], cfg: TrainConfig) -> dict:
+    was_training = model.training
     model.eval()
     probs, sev, qual, ys, ss, qs, tot = [], [], [], [], [], [], []
     for b in batches:
@@ -118,7 +136,7 @@ def evaluate_batches(model, batches: list[dict], cfg: TrainConfig) -> dict:
         ys.append(b["presence"])
         ss.append(b["severity"])
         qs.append(b["quality"])
-    model.train()
+    model.train(was_training)
     prob, sev = torch.cat(probs).numpy(), torch.cat(sev).numpy()
     y, s = torch.cat(ys).numpy() > 0.5, torch.cat(ss).numpy()
     pred = prob >= 0.5
@@ -142,6 +160,8 @@ def nss_statistics(contents, cfg: TrainConfig, input_cfg, n: int = 256) -> tuple
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -166,8 +186,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    average = copy.deepcopy(model).eval()
     if resume and step:
         opt.load_state_dict(state["optimizer"])
+        average.load_state_dict(state["average"])
 
     val = fixed_batches(val_contents, cfg, model.input_cfg, seed=cfg.seed + 10_000)
     # The stream's seed includes the step, so a resumed run continues with fresh samples.
@@ -189,19 +211,21 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
+        update_average(average, model, step, cfg.ema_decay)
         step += 1
         bar.update(1)
         bar.set_postfix({k: f"{v.item():.3f}" for k, v in parts.items()})
         if step % cfg.val_every == 0 or step == cfg.steps:
-            m = evaluate_batches(model, val, cfg)
+            m = evaluate_batches(average, val, cfg)
             history.append({"step": step, "elapsed_s": round(time.time() - t0, 1),
                             **{k: v for k, v in m.items() if k != "per_task"}})
             improved = m["score"] > best
             if improved:
                 best = m["score"]
-                save_checkpoint(model, out / "best.pt", training=asdict(cfg), metrics={"validation": m, "step": step})
+                save_checkpoint(average, out / "best.pt", training=asdict(cfg), metrics={"validation": m, "step": step})
             save_checkpoint(model, out / "last.pt", training=asdict(cfg), metrics={"validation": m},
-                            extra={"step": step, "best_score": best, "optimizer": opt.state_dict()})
+                            extra={"step": step, "best_score": best, "optimizer": opt.state_dict(),
+                                   "average": average.state_dict()})
             history_path.write_text(json.dumps(history, indent=1))
             tqdm.write(f"step {step}: val loss {m['loss']:.3f} micro-F1 {m['micro_f1']:.3f} exact {m['exact_match']:.3f} "
                        f"sev±1 {m['severity_within_one']:.3f} SROCC {m['srocc']:.3f}{'  *best*' if improved else ''}")

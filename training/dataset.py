@@ -37,7 +37,6 @@ def scope_falloff(shape: tuple[int, int], reach: float) -> np.ndarray:
     return (1.0 + (ys[:, None] ** 2 + xs[None, :] ** 2) / reach**2) ** -2
 
 
-
 def h264_roundtrip(frame: np.ndarray, crf: int) -> np.ndarray:
     """`frame` (even width and height) coded as one H.264 intra frame (libx264, yuv420p) and decoded."""
     h, w = frame.shape[:2]

@@ -96,8 +96,5 @@ def load_checkpoint(path: str | Path):
     except (RuntimeError, TypeError, KeyError, ValueError) as e:
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit {arch} ({first[:200]})") from None
-    # The input contract and NSS size travel in their own fields; keeping them out of model_args
-    # keeps a checkpoint saved from this model (a resumed run's) loadable with weights_only.
-    model.model_args = dict(ckpt["model_args"])
     model.checkpoint_meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return model.eval()

@@ -59,5 +59,9 @@ def create_model(name: str = DEFAULT_MODEL, tasks=None, pretrained: bool = False
         return model
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     model = MODELS.get(name)(tasks=validate_tasks(tasks or DEFAULT_TASKS), **kwargs)
-    model.arch, model.model_args = name, kwargs
+    # The input contract and the NSS size have their own checkpoint fields (`input`, `num_nss`); in
+    # model_args an InputConfig would be pickled, and a checkpoint saved from a loaded model (a
+    # resumed run's) would no longer load with weights_only.
+    model.arch = name
+    model.model_args = {k: v for k, v in kwargs.items() if k not in ("input_cfg", "num_nss")}
     return model

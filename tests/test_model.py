@@ -94,7 +94,6 @@ def test_device_resolution():
 
 
 def test_inference_folds_batchnorm_without_changing_outputs_or_the_model(scene_frame):
-    import torch
     from model.predict import collate
     torch.manual_seed(0)
     model = create_model("scopewatch_lap5_small").eval()
@@ -116,7 +115,6 @@ def test_inference_folds_batchnorm_without_changing_outputs_or_the_model(scene_f
 def test_directional_energy_tells_a_motion_streak_from_a_defocus_disk(scene_frame):
     """Motion blur leaves one direction with much less fine detail than the others; defocus takes
     detail away evenly."""
-    import torch
     from model.network import DirectionalEnergy
     from model.preprocess import InputConfig, extract
     from training.distortions import create_distortion

@@ -67,7 +67,7 @@ def test_training_resumes_from_last_checkpoint(tmp_path):
     assert first == 20 and [h["step"] for h in history] == [10, 20, 30]
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     raw, average = last["state_dict"], last["extra"]["average"]
-    assert raw.keys() == average.keys()  # the average is resumed too, and differs from the raw weights
+    assert raw.keys() == average.keys()  # last.pt carries the average beside the raw weights, not a copy
     assert any(not torch.equal(raw[k], average[k]) for k in raw if raw[k].is_floating_point())
 
 

@@ -218,11 +218,17 @@ def test_in_a_real_browser(server, monitor_csv, tmp_path):
             page.locator("#sw-csv a").first.click()
         download.value.save_as(tmp_path / "download.csv")
         assert_same_timeline(tmp_path / "download.csv", monitor_csv)
-        # A click on the chart shows the frame at the time clicked.
-        drag = page.locator("#sw-rec-prob .nsewdrag").first
-        box = drag.bounding_box()
+        # A click on the chart shows the frame at the time clicked. The page's script hooks a chart's click
+        # event within half a second of it being drawn: wait for the hook and for the axis to span the
+        # recording before clicking, then for the box to change (its empty value may read as 0).
+        page.wait_for_function("""() => { const p = document.querySelector('#sw-rec-prob .js-plotly-plot');
+            return p && p.dataset.swSeek === '1' && p._fullLayout && p._fullLayout.xaxis.range[1] > 1.5; }""",
+                               timeout=10000)
+        before = page.locator("#sw-seek input").input_value()
+        box = page.locator("#sw-rec-prob .nsewdrag").first.bounding_box()
         page.mouse.click(box["x"] + 0.75 * box["width"], box["y"] + 0.5 * box["height"])
-        page.wait_for_function("document.querySelector('#sw-seek input').value !== ''", timeout=10000)
+        page.wait_for_function("(before) => document.querySelector('#sw-seek input').value !== before", arg=before,
+                               timeout=10000)
         clicked = float(page.locator("#sw-seek input").input_value())
         assert 0.5 < clicked < 2.0  # 3/4 of the way across a 2 s recording
         page.get_by_text(f"frame at {clicked:.1f} s").wait_for(timeout=15000)

@@ -28,11 +28,11 @@ bench: setup
 	$(PY) benchmarks/synth_speed.py
 	$(PY) benchmarks/model_speed.py
 
-# Reproduce the shipped weights (about 44 min on a 2-core CPU), then check them.
-WEIGHTS := model/weights/scopewatch_lap5.synth_v3.pt
+# Reproduce the shipped weights (59 min on this 2-core CPU in the last run), then check them.
+WEIGHTS := model/weights/scopewatch_lap5.synth_v4.pt
 weights: setup
-	$(VENV)/bin/scopewatch train --out runs/synth_v3
-	cp runs/synth_v3/best.pt $(WEIGHTS)
+	$(VENV)/bin/scopewatch train --out runs/synth_v4
+	cp runs/synth_v4/best.pt $(WEIGHTS)
 
 # The held-out test set: procedural seeds and real frames that training and validation never used.
 SURGICAL := ../shared/data/surgical

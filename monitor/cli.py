@@ -203,7 +203,8 @@ def cmd_train(args) -> int:
         cfg = TrainConfig.from_json(args.config) if args.config else TrainConfig()
     except (OSError, ValueError, TypeError) as e:
         raise UsageError(f"--config: {e}") from None
-    overrides = {k: getattr(args, k) for k in ("model", "steps", "batch_size", "lr", "nss_weight", "ema_decay", "workers", "seed", "val_every")
+    overrides = {k: getattr(args, k) for k in ("model", "steps", "batch_size", "lr", "nss_weight", "directional_weight",
+                                               "ema_decay", "workers", "seed", "val_every")
                  if getattr(args, k) is not None}
     if args.out is not None:
         overrides["out"] = str(args.out)
@@ -495,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive(int), help="samples per step")
     p.add_argument("--lr", type=_positive(float), help="peak learning rate")
     p.add_argument("--nss-weight", type=float, help="weight of the NSS auxiliary loss (0 = no auxiliary task)")
+    p.add_argument("--directional-weight", type=float,
+                   help="weight of the presence loss on the directional-energy pathway alone (0 = none)")
     p.add_argument("--ema-decay", type=float, help="decay of the weight average that is validated and saved (0 = raw weights)")
     p.add_argument("--workers", type=int, help="data-synthesis worker processes")
     p.add_argument("--val-every", type=_positive(int), help="steps between validations")

@@ -2,7 +2,7 @@
 
 Samples are synthesised on the fly from clean content (training.dataset). Loss = presence BCE +
 severity L1 (on present distortions) + quality L1 (scaled to [0, 1]) + `nss_weight` x NSS L1 (on
-standardised features). Validation uses content that training never sees (other procedural seeds,
+standardised features) + `directional_weight` x presence BCE of the directional-energy pathway alone. Validation uses content that training never sees (other procedural seeds,
 other frames and time ranges of the real videos): split by source content, never by patch.
 What is validated and shipped is an exponential moving average of the weights (`ema_decay`): with
 the small batches a CPU affords, the raw weights jump from step to step, and successive
@@ -54,6 +54,7 @@ class TrainConfig:
     warmup: int = 150
     ema_decay: float = 0.998  # of the weight average that is validated and saved (0: the raw weights)
     nss_weight: float = 0.2
+    directional_weight: float = 0.5  # presence from the directional-energy pathway alone (deep supervision)
     quality_weight: float = 2.0
     severity_weight: float = 1.0
     val_every: int = 250
@@ -102,8 +103,11 @@ def losses(model, out: dict, batch: dict, cfg: TrainConfig) -> dict[str, torch.T
     quality = (out["quality"] - batch["quality"]).abs().mean() / 100.0
     nss_target = (batch["nss"] - model.nss_mean) / model.nss_std
     nss = (out["nss"] - nss_target).abs().mean()
-    total = presence + cfg.severity_weight * severity + cfg.quality_weight * quality + cfg.nss_weight * nss
-    return {"loss": total, "presence": presence, "severity": severity, "quality": quality, "nss": nss}
+    directional = F.binary_cross_entropy_with_logits(out["directional_logits"], batch["presence"])
+    total = (presence + cfg.severity_weight * severity + cfg.quality_weight * quality + cfg.nss_weight * nss
+             + cfg.directional_weight * directional)
+    return {"loss": total, "presence": presence, "severity": severity, "quality": quality, "nss": nss,
+            "directional": directional}
 
 
 @torch.no_grad()

@@ -26,7 +26,8 @@ Layout follows timm's model files: blocks, the main class (`forward_features`, `
   level 1, the model without this pathway called defocus on 33% of them, while the MLP on these
   features alone did on 9% (one-off measurement; the pathway's effect is in the evaluation report).
 * Heads on the fused frame vector: presence logits (one binary classifier per task), severity in
-  [0, 1] per task (level = ceil(4 x severity)), and quality 0..100. The NSS auxiliary head
+  [0, 1] per task (level = ceil(4 x severity)), and quality 0..100; `directional_logits` are the
+  directional pathway's own presence logits, a training signal. The NSS auxiliary head
   (Bourbia et al.) regresses each patch's wavelet NSS features; its hidden layer, averaged over
   patches, is concatenated into the quality head, so quality rests on naturalness features.
 """
@@ -206,7 +207,7 @@ class QualityNet(nn.Module):
         h = self.neck(fused)
         aux_h = self.aux_hidden(per_patch)
         q = self.quality(torch.cat([h, aux_h.mean(1)], dim=1)).squeeze(1)
-        directional = fused[:, -self.directional_presence.in_features:]
+        directional = fused[:, -self.directional_presence.in_features:]  # forward_features puts it last
         return {"presence_logits": self.presence(h), "severity": torch.sigmoid(self.severity(h)),
                 "quality": 100.0 * torch.sigmoid(q), "nss": self.aux_out(aux_h),
                 "directional_logits": self.directional_presence(directional)}

@@ -2,8 +2,9 @@
 
 Samples are synthesised on the fly from clean content (training.dataset). Loss = presence BCE +
 severity L1 (on present distortions) + quality L1 (scaled to [0, 1]) + `nss_weight` x NSS L1 (on
-standardised features) + `directional_weight` x presence BCE of the directional-energy pathway alone. Validation uses content that training never sees (other procedural seeds,
-other frames and time ranges of the real videos): split by source content, never by patch.
+standardised features) + `directional_weight` x presence BCE of the directional-energy pathway
+alone. Validation uses content that training never sees (other procedural seeds, other frames and
+time ranges of the real videos): split by source content, never by patch.
 What is validated and shipped is an exponential moving average of the weights (`ema_decay`): with
 the small batches a CPU affords, the raw weights jump from step to step, and successive
 checkpoints scored far apart on the same test set. The best validation score is kept as

@@ -28,11 +28,11 @@ bench: setup
 	$(PY) benchmarks/synth_speed.py
 	$(PY) benchmarks/model_speed.py
 
-# Reproduce the shipped weights (59 min on this 2-core CPU in the last run), then check them.
-WEIGHTS := model/weights/scopewatch_lap5.synth_v4.pt
+# Reproduce the shipped weights (2500 steps: 36 min on this 2-core CPU in the last run), then check them.
+WEIGHTS := model/weights/scopewatch_lap5.synth_v5.pt
 weights: setup
-	$(VENV)/bin/scopewatch train --out runs/synth_v4
-	cp runs/synth_v4/best.pt $(WEIGHTS)
+	$(VENV)/bin/scopewatch train --out runs/synth_v5
+	cp runs/synth_v5/best.pt $(WEIGHTS)
 
 # The held-out test set: procedural seeds and real frames that training and validation never used.
 SURGICAL := ../shared/data/surgical

@@ -24,7 +24,7 @@ Layout follows timm's model files: blocks, the main class (`forward_features`, `
   its own (`directional_logits`, a deep-supervision loss): fed in raw beside the ~1000 pooled CNN
   numbers, they were under-used. On 800 synthesised validation frames with motion blur alone above
   level 1, the model without this pathway called defocus on 33% of them, while the MLP on these
-  features alone did on 9%; the model trained with the pathway, on 19% (one-off measurements;
+  features alone did on 9%; the first model trained with the pathway (synth_v4), on 19% (one-off measurements;
   full-run and ablation figures are in model/weights/).
 * Heads on the fused frame vector: presence logits (one binary classifier per task), severity in
   [0, 1] per task (level = ceil(4 x severity)), and quality 0..100; `directional_logits` are the

@@ -204,7 +204,7 @@ def cmd_train(args) -> int:
     except (OSError, ValueError, TypeError) as e:
         raise UsageError(f"--config: {e}") from None
     overrides = {k: getattr(args, k) for k in ("model", "steps", "batch_size", "lr", "nss_weight", "directional_weight",
-                                               "ema_decay", "workers", "seed", "val_every")
+                                               "scene_shading", "ema_decay", "workers", "device", "seed", "val_every")
                  if getattr(args, k) is not None}
     if args.out is not None:
         overrides["out"] = str(args.out)
@@ -498,8 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nss-weight", type=float, help="weight of the NSS auxiliary loss (0 = no auxiliary task)")
     p.add_argument("--directional-weight", type=float,
                    help="weight of the presence loss on the directional-energy pathway alone (0 = none)")
+    p.add_argument("--scene-shading", type=float,
+                   help="share of clean training frames shaded by the scene's own relief, labelled clean (0 = none)")
     p.add_argument("--ema-decay", type=float, help="decay of the weight average that is validated and saved (0 = raw weights)")
     p.add_argument("--workers", type=int, help="data-synthesis worker processes")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model trains (default auto: CUDA when present)")
     p.add_argument("--val-every", type=_positive(int), help="steps between validations")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")

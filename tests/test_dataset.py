@@ -3,7 +3,8 @@ import torch
 
 from model.preprocess import InputConfig
 from model.tasks import DEFAULT_TASKS
-from training.dataset import MIN_SEVERITY, SynthPatchDataset, h264_roundtrip, scope_falloff
+from training.dataset import MIN_SEVERITY, SynthPatchDataset, h264_roundtrip, scene_shading, scope_falloff
+from training.distortions import create_distortion
 from training.nss import NUM_FEATURES
 from training.scene import ProceduralScene
 
@@ -51,3 +52,35 @@ def test_scope_falloff_is_centred_and_symmetric():
     assert g.max() == g[179:181, 319:321].max() and abs(float(g[180, 320]) - 1.0) < 1e-3
     assert np.allclose(g, g[::-1, ::-1]) and np.allclose(g, g[:, ::-1])
     assert abs(float(g[180, 320 + 180]) - (1 + 1 / 4) ** -2) < 0.01  # one half short side out: (1 + 1/2^2)^-2
+
+
+def test_scene_shading_spans_its_range_in_smooth_blobs_unlike_an_off_axis_light():
+    g = scene_shading((360, 640), span=0.8, rng=np.random.default_rng(3))
+    assert g.shape == (360, 640) and g.dtype == np.float32 and (g > 0).all()
+    assert abs(float(np.log(g.max() / g.min())) - 0.8) < 0.05  # the span is the range of the log gain
+    assert np.abs(np.diff(np.log(g), axis=1)).max() < 0.02  # low frequency: no edges of its own
+    assert not np.array_equal(g, scene_shading((360, 640), 0.8, np.random.default_rng(4)))
+    # The light's gain decreases monotonically away from its axis; the scene's relief has more than
+    # one bright region (a light field has one local maximum, these blobs have several).
+    uneven = create_distortion("uneven_illumination")
+    rng = np.random.default_rng(0)
+    light = uneven.gain((360, 640), 0.5, uneven.sample_params(rng), 0.0)
+
+    def local_maxima(field):
+        small = field[::20, ::20]
+        inner = small[1:-1, 1:-1]
+        around = np.stack([small[1 + dy:small.shape[0] - 1 + dy, 1 + dx:small.shape[1] - 1 + dx]
+                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+        return int((inner > around.max(0)).sum())
+
+    assert local_maxima(light) <= 1
+    assert max(local_maxima(scene_shading((360, 640), 0.8, np.random.default_rng(s))) for s in range(5)) >= 2
+
+
+def test_shaded_clean_frames_stay_labelled_clean():
+    contents = [ProceduralScene(0, (640, 360))]
+    plain = SynthPatchDataset(contents, DEFAULT_TASKS, InputConfig(), seed=1, p_clean=1.0, p_shading=0.0, length=4)
+    shaded = SynthPatchDataset(contents, DEFAULT_TASKS, InputConfig(), seed=1, p_clean=1.0, p_shading=1.0, length=4)
+    for a, b in zip(plain, shaded):
+        assert a["presence"].sum() == 0 and b["presence"].sum() == 0 and b["quality"] > 90
+        assert not torch.equal(a["context"], b["context"])

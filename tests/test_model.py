@@ -137,3 +137,14 @@ def test_directional_energy_tells_a_motion_streak_from_a_defocus_disk(scene_fram
     assert min(streaked) > clean + 0.4 and min(streaked) > disked + 0.4
     assert np.mean(streaked) > clean + 0.8
     assert abs(disked - clean) < 0.2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_shipped_weights_give_the_same_answers_on_cuda_and_cpu(scene_frame):
+    from model import load_predictor
+    frames = [scene_frame, scene_frame[::-1].copy(), scene_frame[:, ::-1].copy()]
+    cpu, gpu = load_predictor(device="cpu"), load_predictor(device="auto")
+    assert gpu.device.type == "cuda"
+    for a, b in zip(cpu.predict(frames), gpu.predict(frames)):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=2e-3)
+        assert a.quality == pytest.approx(b.quality, abs=0.05)

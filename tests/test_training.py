@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ from training.metrics import micro_f1, exact_match, rankdata, srocc
 from training.trainer import TrainConfig, train, update_average
 from training.scene import ProceduralScene
 from training.distortions import distort
+
+from conftest import ROOT
 
 
 def auc(scores, labels):
@@ -83,3 +87,28 @@ def test_weight_average_lags_the_weights_and_starts_close_to_them():
     assert torch.allclose(average.weight, torch.full((2,), 0.99 * 1.9 + 0.01 * 2.0))
     update_average(average, model, step=10_000, decay=0.0)  # no averaging: the raw weights
     assert torch.equal(average.weight, model.weight)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scene-shading", "1.5"], "scene_shading must be in [0, 1]"),
+    (["--ema-decay", "1"], "ema_decay must be in [0, 1)"),
+    *([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA GPU")]),
+])
+def test_bad_training_settings_give_one_line_and_exit_2(tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "monitor.cli", "train", "--out", str(tmp_path / "run"), *args],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_runs_on_cuda_when_present(tmp_path):
+    cfg = TrainConfig(model="scopewatch_lap5_small", tasks=("noise",), train_content=("procedural:0-2",),
+                      val_content=("procedural:100-101",), steps=10, batch_size=8, warmup=2, val_every=10,
+                      val_samples=8, workers=1, out=str(tmp_path / "run"))
+    best = train(cfg, progress=False)
+    ckpt = torch.load(best, weights_only=True)
+    assert all(t.device.type == "cpu" for t in ckpt["state_dict"].values())  # saved loadable anywhere
+    assert ckpt["training"]["device"] == "auto" and ckpt["metrics"]["step"] == 10
+    model = load_checkpoint(best)
+    assert Predictor(model, "cuda").predict([ProceduralScene(5, (640, 360)).frame_at(0.0)])[0].quality >= 0

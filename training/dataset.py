@@ -20,6 +20,7 @@ from model.preprocess import InputConfig, extract
 from training.compose import Recipe
 from training.content import Content
 from training.distortions import create_distortion
+from training.fields import FractalField, low_res_shape, resize_field
 from training.nss import nss_features
 from training.quality import fr_quality
 
@@ -37,6 +38,18 @@ def scope_falloff(shape: tuple[int, int], reach: float) -> np.ndarray:
     return (1.0 + (ys[:, None] ** 2 + xs[None, :] ** 2) / reach**2) ** -2
 
 
+def scene_shading(shape: tuple[int, int], span: float, rng: np.random.Generator) -> np.ndarray:
+    """Gain (h, w) of a scene's own relief under the scope's light: near tissue bright, cavities,
+    far walls and shadowed regions dark, in blobs that follow no light axis; `span` is the range of
+    the log gain. Real clean footage is full of this (its brightness varies two- or threefold over a
+    frame), so the model must learn uneven illumination as the light's own pattern, one off-axis
+    radial fall-off with its hot spot, rather than as any brightness gradient."""
+    field = FractalField(rng, octaves=2, cells=float(rng.uniform(0.8, 2.0))).at(low_res_shape(shape, 24))
+    lo, hi = float(field.min()), float(field.max())
+    log_gain = span * ((field - lo) / max(hi - lo, 1e-6) - 0.5)
+    return resize_field(np.exp(log_gain).astype(np.float32), shape)
+
+
 def h264_roundtrip(frame: np.ndarray, crf: int) -> np.ndarray:
     """`frame` (even width and height) coded as one H.264 intra frame (libx264, yuv420p) and decoded."""
     h, w = frame.shape[:2]
@@ -52,11 +65,12 @@ def h264_roundtrip(frame: np.ndarray, crf: int) -> np.ndarray:
 
 class SynthPatchDataset(IterableDataset):
     def __init__(self, contents: list[Content], tasks: tuple[str, ...], cfg: InputConfig, seed: int = 0,
-                 p_clean: float = 0.2, p_single: float = 0.4, length: int | None = None):
+                 p_clean: float = 0.2, p_single: float = 0.4, p_shading: float = 0.4, length: int | None = None):
         if not contents:
             raise ValueError("no content to synthesise from")
         self.contents, self.tasks, self.cfg = contents, tuple(tasks), cfg
         self.seed, self.p_clean, self.p_single, self.length = seed, p_clean, p_single, length
+        self.p_shading = p_shading
         self._codec = create_distortion("compression")
 
     def _distortions(self, rng: np.random.Generator) -> dict[str, float]:
@@ -70,17 +84,20 @@ class SynthPatchDataset(IterableDataset):
 
     def _clean(self, rng: np.random.Generator) -> np.ndarray:
         """A content frame with natural variation that is *not* a distortion: flips, exposure, white
-        balance and the scope's own light fall-off, so the model does not take a darker or redder
-        scene, or a periphery darker than the centre, for a defect."""
+        balance, the scope's own light fall-off and the shading of the scene's relief, so the model
+        does not take a darker or redder scene, a periphery darker than the centre, or a dark cavity
+        beside near tissue, for a defect."""
         frame = self.contents[int(rng.integers(len(self.contents)))].frame_at(float(rng.uniform(0, 60)))
         if rng.random() < 0.5:
             frame = frame[:, ::-1]
         gain = rng.uniform(0.8, 1.15) * rng.uniform(0.95, 1.05, 3)
         frame = np.ascontiguousarray(frame)
+        field = np.ones(frame.shape[:2], np.float32)
         if rng.random() < 0.5:
-            field = scope_falloff(frame.shape[:2], float(rng.uniform(1.5, 4.0)))
-            return cv2.multiply(frame, field[..., None] * gain.astype(np.float32), dtype=cv2.CV_8U)
-        return cv2.transform(frame, np.diag(gain))  # saturates at 255
+            field *= scope_falloff(frame.shape[:2], float(rng.uniform(1.5, 4.0)))
+        if rng.random() < self.p_shading:
+            field *= scene_shading(frame.shape[:2], float(rng.uniform(0.3, 1.0)), rng)
+        return cv2.multiply(frame, field[..., None] * gain.astype(np.float32), dtype=cv2.CV_8U)  # saturates
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         clean = self._clean(rng)

@@ -10,6 +10,8 @@ the small batches a CPU affords, the raw weights jump from step to step, and suc
 checkpoints scored far apart on the same test set. The best validation score is kept as
 `best.pt`; `last.pt` holds the raw weights, their average, optimizer state and step for resuming.
 Resuming rebuilds the model from the checkpoint's own architecture and arguments.
+The model trains on CUDA when present (`device`); synthesis stays in the CPU worker processes, so
+on a GPU machine the number of workers sets the pace.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from model.factory import create_model
+from model.predict import resolve_device
 from model.tasks import DEFAULT_TASKS, severity_to_level
 from training.content import open_content
 from training.dataset import SynthPatchDataset
@@ -48,7 +51,7 @@ class TrainConfig:
     train_content: tuple[str, ...] = ("procedural:0-48", f"{SURGICAL}/train_clean[0:16]",
                                       f"{SURGICAL}/real_clean_video/cholec_endo_720p.mp4@0:8")
     val_content: tuple[str, ...] = ("procedural:1000-1012", f"{SURGICAL}/real_clean_video/cholec_endo_720p.mp4@8:")
-    steps: int = 3000
+    steps: int = 2500
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -56,11 +59,13 @@ class TrainConfig:
     ema_decay: float = 0.998  # of the weight average that is validated and saved (0: the raw weights)
     nss_weight: float = 0.2
     directional_weight: float = 0.5  # presence from the directional-energy pathway alone (deep supervision)
+    scene_shading: float = 0.4  # share of clean content shaded by its own relief (training.dataset.scene_shading)
     quality_weight: float = 2.0
     severity_weight: float = 1.0
     val_every: int = 250
     val_samples: int = 384
     workers: int = 1
+    device: str = "auto"  # auto: CUDA when present (synthesis stays on the CPU workers)
     seed: int = 0
     out: str = "runs/default"
 
@@ -127,14 +132,21 @@ def model_inputs(batch: dict) -> dict:
     return {k: batch[k] for k in ("patches", "context", "mask")}
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 @torch.no_grad()
 def evaluate_batches(model, batches: list[dict], cfg: TrainConfig) -> dict:
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     probs, sev, qual, ys, ss, qs, tot = [], [], [], [], [], [], []
     for b in batches:
-        out = model(**model_inputs(b))
-        tot.append(losses(model, out, b, cfg)["loss"].item())
+        on_device = to_device(b, device)
+        out = model(**model_inputs(on_device))
+        tot.append(losses(model, out, on_device, cfg)["loss"].item())
+        out = {k: v.cpu() for k, v in out.items()}
         probs.append(torch.sigmoid(out["presence_logits"]))
         sev.append(out["severity"])
         qual.append(out["quality"])
@@ -154,12 +166,12 @@ def evaluate_batches(model, batches: list[dict], cfg: TrainConfig) -> dict:
 
 
 def fixed_batches(contents, cfg: TrainConfig, input_cfg, seed: int) -> list[dict]:
-    ds = SynthPatchDataset(contents, cfg.tasks, input_cfg, seed=seed, length=cfg.val_samples)
+    ds = SynthPatchDataset(contents, cfg.tasks, input_cfg, seed=seed, p_shading=cfg.scene_shading, length=cfg.val_samples)
     return list(DataLoader(ds, batch_size=cfg.batch_size))
 
 
 def nss_statistics(contents, cfg: TrainConfig, input_cfg, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    ds = SynthPatchDataset(contents, cfg.tasks, input_cfg, seed=cfg.seed + 777, length=n)
+    ds = SynthPatchDataset(contents, cfg.tasks, input_cfg, seed=cfg.seed + 777, p_shading=cfg.scene_shading, length=n)
     feats = torch.cat([s["nss"] for s in ds])
     return feats.mean(0), feats.std(0).clamp_min(1e-3)
 
@@ -167,14 +179,18 @@ def nss_statistics(contents, cfg: TrainConfig, input_cfg, n: int = 256) -> tuple
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    if not 0.0 <= cfg.scene_shading <= 1.0:
+        raise ValueError(f"scene_shading must be in [0, 1], got {cfg.scene_shading}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
+    device = resolve_device(cfg.device)
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - cfg.workers))
     train_contents = load_contents(cfg.train_content, cfg.seed)
     val_contents = load_contents(cfg.val_content, cfg.seed)
-    log.info("content: %d training sources, %d validation sources", len(train_contents), len(val_contents))
+    log.info("content: %d training sources, %d validation sources; training on %s",
+             len(train_contents), len(val_contents), device)
 
     step, best = 0, -math.inf
     if resume and (out / "last.pt").exists():
@@ -186,7 +202,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     else:
         model = create_model(cfg.model, cfg.tasks).train()
         model.nss_mean, model.nss_std = nss_statistics(train_contents, cfg, model.input_cfg)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -198,9 +214,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
     val = fixed_batches(val_contents, cfg, model.input_cfg, seed=cfg.seed + 10_000)
     # The stream's seed includes the step, so a resumed run continues with fresh samples.
-    stream = SynthPatchDataset(train_contents, cfg.tasks, model.input_cfg, seed=cfg.seed * 1_000_003 + step)
+    stream = SynthPatchDataset(train_contents, cfg.tasks, model.input_cfg, seed=cfg.seed * 1_000_003 + step,
+                               p_shading=cfg.scene_shading)
     loader = iter(DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,
-                             persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None))
+                             persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None,
+                             pin_memory=device.type == "cuda"))
     history_path = out / "history.json"
     history = json.loads(history_path.read_text()) if resume and step and history_path.exists() else []
     history = [h for h in history if h["step"] <= step]
@@ -209,7 +227,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = get_lr(step, cfg)
-        batch = next(loader)
+        batch = to_device(next(loader), device)
         out_ = model(**model_inputs(batch))
         parts = losses(model, out_, batch, cfg)
         opt.zero_grad(set_to_none=True)

@@ -41,9 +41,10 @@ def scope_falloff(shape: tuple[int, int], reach: float) -> np.ndarray:
 def scene_shading(shape: tuple[int, int], span: float, rng: np.random.Generator) -> np.ndarray:
     """Gain (h, w) of a scene's own relief under the scope's light: near tissue bright, cavities,
     far walls and shadowed regions dark, in blobs that follow no light axis; `span` is the range of
-    the log gain. Real clean footage is full of this (its brightness varies two- or threefold over a
-    frame), so the model must learn uneven illumination as the light's own pattern, one off-axis
-    radial fall-off with its hot spot, rather than as any brightness gradient."""
+    the log gain. Real clean footage is full of this (on the real training frames, the 95th and 5th
+    percentiles of the smoothed luma inside the field of view lie 5 to 7 times apart, relief and
+    albedo together), so the model must learn uneven illumination as the light's own pattern, one
+    off-axis radial fall-off with its hot spot, rather than as any brightness gradient."""
     field = FractalField(rng, octaves=2, cells=float(rng.uniform(0.8, 2.0))).at(low_res_shape(shape, 24))
     lo, hi = float(field.min()), float(field.max())
     log_gain = span * ((field - lo) / max(hi - lo, 1e-6) - 0.5)

@@ -204,7 +204,7 @@ def cmd_train(args) -> int:
     except (OSError, ValueError, TypeError) as e:
         raise UsageError(f"--config: {e}") from None
     overrides = {k: getattr(args, k) for k in ("model", "steps", "batch_size", "lr", "nss_weight", "directional_weight",
-                                               "scene_shading", "ema_decay", "workers", "device", "seed", "val_every")
+                                               "scene_shading", "severity_skew", "ema_decay", "workers", "device", "seed", "val_every")
                  if getattr(args, k) is not None}
     if args.out is not None:
         overrides["out"] = str(args.out)
@@ -246,6 +246,27 @@ def cmd_evaluate(args) -> int:
     j, m = write_report(report, out)
     print(markdown(report))
     print(f"wrote {j} and {m}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from model import CheckpointError
+    from training.calibrate import calibrate
+    from training.labels import LabelError
+    if not args.data.exists():
+        raise UsageError(f"{args.data}: no such folder")
+    try:
+        record = calibrate(args.weights, args.data, args.out, args.frames_per_clip, progress=not args.quiet)
+    except (CheckpointError, LabelError, ValueError, OSError) as e:
+        raise UsageError(str(e)) from None
+    print(f"thresholds fitted on {record['clips']} clips of {args.data} (folded into the presence head; "
+          "the checkpoint decides at 0.5):")
+    for task, t in record["thresholds"].items():
+        print(f"  {task:<20} {t:.2f}")
+    before, after = record["before"], record["after"]
+    print(f"on those clips: micro-F1 {before['micro_f1']:.3f} -> {after['micro_f1']:.3f}, "
+          f"exact match {before['exact_match']:.3f} -> {after['exact_match']:.3f}")
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -500,6 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the presence loss on the directional-energy pathway alone (0 = none)")
     p.add_argument("--scene-shading", type=float,
                    help="share of clean training frames shaded by the scene's own relief, labelled clean (0 = none)")
+    p.add_argument("--severity-skew", type=float,
+                   help="exponent of the training severities' distribution: 1 uniform, above 1 more faint distortions")
     p.add_argument("--ema-decay", type=float, help="decay of the weight average that is validated and saved (0 = raw weights)")
     p.add_argument("--workers", type=int, help="data-synthesis worker processes")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model trains (default auto: CUDA when present)")
@@ -521,6 +544,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="report folder (default DATA/evaluation)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("calibrate", help="fit each distortion's decision threshold on validation clips",
+                       description="Analyse every clip of DATA (a `scopewatch synth` folder made from validation "
+                                   "content, never test content), fit per distortion the threshold with the best "
+                                   "F1 (0.25-0.75), fold it into the presence head so the checkpoint decides at "
+                                   "0.5, and write the calibrated checkpoint to --out.")
+    p.add_argument("data", type=Path, help="folder with labels.csv and its clips (validation content)")
+    p.add_argument("--weights", type=Path, required=True, help="checkpoint to calibrate (the trainer's best.pt)")
+    p.add_argument("--out", type=Path, required=True, help="calibrated checkpoint to write")
+    p.add_argument("--frames-per-clip", type=_positive(int), default=8, help="frames analysed per clip (default 8)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_calibrate)
 
     p = sub.add_parser("analyze", help="analyse recorded videos into a CSV timeline and events",
                        description="Decode each VIDEO (any container/codec FFmpeg reads), analyse frames and write "

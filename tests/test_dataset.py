@@ -3,7 +3,7 @@ import torch
 
 from model.preprocess import InputConfig
 from model.tasks import DEFAULT_TASKS
-from training.dataset import MIN_SEVERITY, SynthPatchDataset, h264_roundtrip, scene_shading, scope_falloff
+from training.dataset import MIN_SEVERITY, SynthPatchDataset, draw_severity, h264_roundtrip, scene_shading, scope_falloff
 from training.distortions import create_distortion
 from training.nss import NUM_FEATURES
 from training.scene import ProceduralScene
@@ -84,3 +84,15 @@ def test_shaded_clean_frames_stay_labelled_clean():
     for a, b in zip(plain, shaded):
         assert a["presence"].sum() == 0 and b["presence"].sum() == 0 and b["quality"] > 90
         assert not torch.equal(a["context"], b["context"])
+
+
+def test_severity_skew_moves_samples_to_the_faint_end_and_keeps_every_level():
+    def levels(skew):
+        rng = np.random.default_rng(0)
+        s = np.array([draw_severity(rng, skew) for _ in range(20000)])
+        assert s.min() >= MIN_SEVERITY and s.max() <= 1.0
+        return np.histogram(s, [0, 0.25, 0.5, 0.75, 1.0])[0] / len(s)
+    uniform, skewed = levels(1.0), levels(1.7)
+    assert abs(uniform[0] - (0.25 - MIN_SEVERITY) / (1 - MIN_SEVERITY)) < 0.01  # uniform: ~20% in level 1
+    assert 0.36 < skewed[0] < 0.42 and skewed[3] > 0.14  # twice as many faint ones, strong ones still seen
+    assert list(skewed) == sorted(skewed, reverse=True)

@@ -92,6 +92,7 @@ def test_weight_average_lags_the_weights_and_starts_close_to_them():
 @pytest.mark.parametrize("args, message", [
     (["--scene-shading", "1.5"], "scene_shading must be in [0, 1]"),
     (["--ema-decay", "1"], "ema_decay must be in [0, 1)"),
+    (["--severity-skew", "0"], "severity_skew must be positive"),
     *([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA GPU")]),
 ])
 def test_bad_training_settings_give_one_line_and_exit_2(tmp_path, args, message):

@@ -27,6 +27,13 @@ from training.quality import fr_quality
 MIN_SEVERITY = 0.06  # below this a distortion is too faint to be labelled present
 
 
+def draw_severity(rng: np.random.Generator, skew: float) -> float:
+    """A severity in [MIN_SEVERITY, 1]: MIN + (1 - MIN) u^skew, u uniform. skew 1 is uniform; above
+    1 the faint end gets more of the samples, where a distortion is hard to tell from clean content
+    (the errors of the trained models are almost all at level 1), while every level stays covered."""
+    return float(MIN_SEVERITY + (1.0 - MIN_SEVERITY) * rng.random() ** skew)
+
+
 def scope_falloff(shape: tuple[int, int], reach: float) -> np.ndarray:
     """Gain (h, w) of an endoscope's light, centred on the optical axis: 1 at the centre, falling
     as (1 + (r / reach)^2)^-2 with r in half short sides. Uneven illumination is the light *off*
@@ -66,12 +73,13 @@ def h264_roundtrip(frame: np.ndarray, crf: int) -> np.ndarray:
 
 class SynthPatchDataset(IterableDataset):
     def __init__(self, contents: list[Content], tasks: tuple[str, ...], cfg: InputConfig, seed: int = 0,
-                 p_clean: float = 0.2, p_single: float = 0.4, p_shading: float = 0.4, length: int | None = None):
+                 p_clean: float = 0.2, p_single: float = 0.4, p_shading: float = 0.4, severity_skew: float = 1.0,
+                 length: int | None = None):
         if not contents:
             raise ValueError("no content to synthesise from")
         self.contents, self.tasks, self.cfg = contents, tuple(tasks), cfg
         self.seed, self.p_clean, self.p_single, self.length = seed, p_clean, p_single, length
-        self.p_shading = p_shading
+        self.p_shading, self.severity_skew = p_shading, severity_skew
         self._codec = create_distortion("compression")
 
     def _distortions(self, rng: np.random.Generator) -> dict[str, float]:
@@ -81,7 +89,7 @@ class SynthPatchDataset(IterableDataset):
         most = min(3, len(self.tasks))
         k = 1 if r < self.p_clean + self.p_single or most == 1 else int(rng.integers(2, most + 1))
         names = rng.choice(self.tasks, size=k, replace=False)
-        return {str(n): float(rng.uniform(MIN_SEVERITY, 1.0)) for n in names}
+        return {str(n): draw_severity(rng, self.severity_skew) for n in names}
 
     def _clean(self, rng: np.random.Generator) -> np.ndarray:
         """A content frame with natural variation that is *not* a distortion: flips, exposure, white

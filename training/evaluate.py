@@ -51,11 +51,13 @@ def sample_frames(path: Path, count: int) -> list[np.ndarray]:
     return [frames[i] for i in idx]
 
 
-def evaluate(predictor: Predictor, data: Path, frames_per_clip: int = 8, progress: bool = True) -> dict:
-    tasks = predictor.tasks
-    items = find_labels(data, tasks)
+def clip_predictions(predictor: Predictor, items: list[LabelledItem], frames_per_clip: int = 8,
+                     progress: bool = True) -> dict[str, np.ndarray | float]:
+    """Per clip, the mean presence probability and severity per task and the mean quality over
+    `frames_per_clip` frames; also the frames analysed and the model's time on them."""
     probs, sevs, quals, analysed, infer_s = [], [], [], 0, 0.0
-    for item in tqdm(items, desc="evaluate", unit="clip", disable=not progress):
+    tasks = predictor.tasks
+    for item in tqdm(items, desc="clips", unit="clip", disable=not progress):
         frames = sample_frames(item.path, frames_per_clip)
         t = time.perf_counter()
         preds = predictor.predict(frames)
@@ -64,7 +66,15 @@ def evaluate(predictor: Predictor, data: Path, frames_per_clip: int = 8, progres
         probs.append([np.mean([p.probabilities[k] for p in preds]) for k in tasks])
         sevs.append([np.mean([p.severities[k] for p in preds]) for k in tasks])
         quals.append(np.mean([p.quality for p in preds]))
-    prob, sev = np.array(probs), np.array(sevs)
+    return {"probability": np.array(probs), "severity": np.array(sevs), "quality": np.array(quals),
+            "frames": analysed, "seconds": infer_s}
+
+
+def evaluate(predictor: Predictor, data: Path, frames_per_clip: int = 8, progress: bool = True) -> dict:
+    tasks = predictor.tasks
+    items = find_labels(data, tasks)
+    clips = clip_predictions(predictor, items, frames_per_clip, progress)
+    prob, sev, quals = clips["probability"], clips["severity"], clips["quality"]
     y_true = np.array([[it.presence(t) for t in tasks] for it in items])
     y_pred = np.array([[prob[i, j] >= predictor.thresholds[t] for j, t in enumerate(tasks)] for i in range(len(items))])
     known = all(v is not None for it in items for v in it.levels.values())
@@ -79,7 +89,7 @@ def evaluate(predictor: Predictor, data: Path, frames_per_clip: int = 8, progres
     targets = [it.quality for it in items]
     if all(q is not None for q in targets):
         report["quality"] = quality_metrics(np.array(quals), np.array(targets))
-    report["frames_per_s"] = analysed / infer_s if infer_s else float("nan")
+    report["frames_per_s"] = clips["frames"] / clips["seconds"] if clips["seconds"] else float("nan")
     report["device"] = str(predictor.device)
     return report
 

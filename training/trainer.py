@@ -40,6 +40,7 @@ from training.metrics import identification_metrics, quality_metrics
 
 log = logging.getLogger("scopewatch.train")
 SURGICAL = "../shared/data/surgical"
+VAL_SEED = 10_000
 
 
 @dataclass
@@ -60,6 +61,7 @@ class TrainConfig:
     nss_weight: float = 0.2
     directional_weight: float = 0.5  # presence from the directional-energy pathway alone (deep supervision)
     scene_shading: float = 0.4  # share of clean content shaded by its own relief (training.dataset.scene_shading)
+    severity_skew: float = 1.7  # > 1: more training distortions at the faint end (training.dataset.draw_severity)
     quality_weight: float = 2.0
     severity_weight: float = 1.0
     val_every: int = 250
@@ -181,6 +183,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     if not 0.0 <= cfg.scene_shading <= 1.0:
         raise ValueError(f"scene_shading must be in [0, 1], got {cfg.scene_shading}")
+    if not cfg.severity_skew > 0.0:
+        raise ValueError(f"severity_skew must be positive, got {cfg.severity_skew}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -212,10 +216,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         opt.load_state_dict(state["optimizer"])
         average.load_state_dict(state["average"])
 
-    val = fixed_batches(val_contents, cfg, model.input_cfg, seed=cfg.seed + 10_000)
+    # One validation set for every training seed, so that runs of different seeds compare; its
+    # severities stay uniform (fixed_batches), so runs of different severity_skew compare too.
+    val = fixed_batches(val_contents, cfg, model.input_cfg, seed=VAL_SEED)
     # The stream's seed includes the step, so a resumed run continues with fresh samples.
     stream = SynthPatchDataset(train_contents, cfg.tasks, model.input_cfg, seed=cfg.seed * 1_000_003 + step,
-                               p_shading=cfg.scene_shading)
+                               p_shading=cfg.scene_shading, severity_skew=cfg.severity_skew)
     loader = iter(DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,
                              persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None,
                              pin_memory=device.type == "cuda"))

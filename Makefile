@@ -28,7 +28,7 @@ bench: setup
 	$(PY) benchmarks/synth_speed.py
 	$(PY) benchmarks/model_speed.py
 
-# Reproduce the shipped weights: train (2500 steps: 36-42 min on this 2-core CPU in the last runs),
+# Reproduce the shipped weights: train (2500 steps: 52 min on this 2-core CPU in the last run),
 # then fit each distortion's decision threshold on clips made from the trainer's validation content
 # (procedural scenes 1000-1011, seconds 8-10 of the real video), never from the test content.
 SURGICAL := ../shared/data/surgical

@@ -2,7 +2,7 @@
 
 A head trained with binary cross-entropy on the training mix puts its 0.5 where that mix puts it,
 which need not be where a clip decision is best: on clips made like the test clips, the trained
-models scored most faint (level-1) distortions 0.3-0.45 while clean clips stayed far below. So, per
+models scored many faint (level-1) distortions under 0.5 while clean clips stayed far below. So, per
 task, the threshold that maximises that task's F1 on clip decisions (the mean probability over a
 clip's frames, as `scopewatch evaluate` decides) is searched on a coarse grid from 0.25 to 0.75,
 ties going to the value nearest 0.5 (a task already right keeps 0.5; a narrow grid keeps a

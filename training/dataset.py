@@ -30,7 +30,7 @@ MIN_SEVERITY = 0.06  # below this a distortion is too faint to be labelled prese
 def draw_severity(rng: np.random.Generator, skew: float) -> float:
     """A severity in [MIN_SEVERITY, 1]: MIN + (1 - MIN) u^skew, u uniform. skew 1 is uniform; above
     1 the faint end gets more of the samples, where a distortion is hard to tell from clean content
-    (the errors of the trained models are almost all at level 1), while every level stays covered."""
+    (most errors of the trained models are at level 1), while every level stays covered."""
     return float(MIN_SEVERITY + (1.0 - MIN_SEVERITY) * rng.random() ** skew)
 
 

@@ -4,14 +4,22 @@ A frame is first reduced to the *analysis frame* (short side 360 px, the scale a
 level is defined; never upscaled). From it come:
 
 * `patches`: K square patches at full analysis resolution, where sensor noise and the loss of fine
-  detail by blur are visible. They are placed on a fixed spread-out grid and only where the
-  endoscope actually images tissue: the black corners outside the circular field of view and dark
-  or flat on-screen bars are excluded by a brightness/texture mask;
+  detail by blur are visible. They are cut from a grid of candidate positions, only where the
+  endoscope actually images tissue (the black corners outside the circular field of view and dark
+  or flat on-screen bars are excluded by a brightness/texture mask), and among those from the most
+  detailed ones (`placement="texture"`): a blur shows only where the scene has edges, and a
+  specular highlight or an instrument edge shows the blur's shape (a streak or a disk), while
+  smooth tissue, much of a laparoscopic frame, looks the same sharp or blurred. Measured on 1600
+  synthesised frames from validation content (a small MLP on the directional-energy features of
+  the patches, trained on 1200, AUC on 400): on noisy frames, motion-blur presence 0.890 from the
+  8 most detailed positions against 0.827 from 8 spread-out ones, defocus among blurred frames
+  0.891 against 0.846; noise presence 1.000 from either. `placement="grid"` (spread out from the
+  centre) is what checkpoints from before this choice were trained with;
 * `context`: the whole analysis frame shrunk to a small fixed size, so that global distortions
   (smoke veiling the whole field, a light fall-off across it) are seen as wholes.
 
-Both go through the same CNN trunk. Placement is deterministic at inference (the same pixels are
-compared frame to frame); training jitters it.
+Both go through the same CNN trunk. Placement is deterministic at inference (a frame always gives
+the same patches); training varies it.
 """
 from __future__ import annotations
 
@@ -31,6 +39,7 @@ class InputConfig:
     mean: tuple[float, float, float] = (0.45, 0.30, 0.28)  # RGB, of laparoscopic content in [0, 1]
     std: tuple[float, float, float] = (0.25, 0.20, 0.20)
     fov_luma: float = 18.0  # mean 8-bit luma under which a context cell is outside the image
+    placement: str = "texture"  # "texture": the most detailed valid positions; "grid": spread out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,6 +47,7 @@ class InputConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "InputConfig":
         d = dict(d)
+        d.setdefault("placement", "grid")  # checkpoints saved before placement was a setting
         d["context_size"] = tuple(d["context_size"])
         d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
         return cls(**d)
@@ -105,11 +115,12 @@ def candidate_grid(size: tuple[int, int], cfg: InputConfig) -> np.ndarray:
     return out
 
 
-def patch_validity(corners: np.ndarray, mask: np.ndarray, size: tuple[int, int], cfg: InputConfig) -> np.ndarray:
-    """Fraction of each patch (by its corners on the analysis frame) that the mask says is tissue."""
+def box_means(corners: np.ndarray, field: np.ndarray, size: tuple[int, int], cfg: InputConfig) -> np.ndarray:
+    """Mean of a context-resolution `field` under each patch (by its corners on the analysis frame
+    of `size` (w, h))."""
     w, h = size
-    mh, mw = mask.shape
-    integral = cv2.integral(mask.astype(np.uint8))
+    mh, mw = field.shape
+    integral = cv2.integral(field)
     x0 = np.clip((corners[:, 0] * mw / w).astype(int), 0, mw)
     y0 = np.clip((corners[:, 1] * mh / h).astype(int), 0, mh)
     x1 = np.clip(np.ceil((corners[:, 0] + cfg.patch_size) * mw / w).astype(int), 0, mw)
@@ -119,13 +130,37 @@ def patch_validity(corners: np.ndarray, mask: np.ndarray, size: tuple[int, int],
     return inside / area
 
 
-def choose_patches(size: tuple[int, int], mask: np.ndarray, cfg: InputConfig,
+def patch_validity(corners: np.ndarray, mask: np.ndarray, size: tuple[int, int], cfg: InputConfig) -> np.ndarray:
+    """Fraction of each patch (by its corners on the analysis frame) that the mask says is tissue."""
+    return box_means(corners, mask.astype(np.uint8), size, cfg)
+
+
+def detail_map(context: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Gradient energy of the context view's luma, zero near the edge of the mask. At the context's
+    scale (4x below the analysis frame) sensor noise is averaged away and the ranking of coarse
+    structure survives even the strongest blur; the rim of the field of view and the edges of UI
+    bars are sharp whatever the tissue does, so they must not attract patches."""
+    luma = cv2.cvtColor(context, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    energy = cv2.Sobel(luma, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(luma, cv2.CV_32F, 0, 1) ** 2
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((7, 7), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    return energy * inner
+
+
+def choose_patches(size: tuple[int, int], mask: np.ndarray, detail: np.ndarray, cfg: InputConfig,
                    rng: np.random.Generator | None = None) -> np.ndarray:
-    """K patch corners (x, y) inside the field of view. Deterministic without `rng`; with it, the
-    choice among valid grid positions is random and each patch is jittered (training)."""
+    """K patch corners (x, y) inside the field of view: with texture placement the most detailed
+    (by `detail`, a context-resolution map; ties keep the spread-out order), else spread out from
+    the centre. Deterministic without `rng`; with it (training), a random choice among the 1.5 K
+    most detailed (grid placement: among all valid positions), each patch jittered."""
     corners = candidate_grid(size, cfg)
     ok = patch_validity(corners, mask, size, cfg) >= 0.9
     pool = corners[ok] if ok.any() else corners  # e.g. a black frame: analyse it anyway
+    if cfg.placement == "texture":
+        pool = pool[np.argsort(-box_means(pool, detail, size, cfg), kind="stable")]
+        if rng is not None:
+            pool = pool[:max(cfg.num_patches, (3 * cfg.num_patches) // 2)]
+    elif cfg.placement != "grid":
+        raise ValueError(f"unknown patch placement {cfg.placement!r} (texture or grid)")
     if rng is not None:
         pool = pool[rng.permutation(len(pool))]
         jitter = rng.integers(-cfg.patch_size // 4, cfg.patch_size // 4 + 1, size=pool.shape)
@@ -147,7 +182,7 @@ def extract(frame: np.ndarray, cfg: InputConfig, rng: np.random.Generator | None
     a = analysis_frame(frame, cfg)
     ctx = context_view(a, cfg)
     mask = valid_mask(ctx, cfg)
-    corners = choose_patches((a.shape[1], a.shape[0]), mask, cfg, rng)
+    corners = choose_patches((a.shape[1], a.shape[0]), mask, detail_map(ctx, mask), cfg, rng)
     p = cfg.patch_size
     patches = np.stack([a[y:y + p, x:x + p] for x, y in corners])
     return FrameInputs(patches, ctx, mask, corners)

@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
-from model.preprocess import InputConfig, extract, valid_mask, context_view
+import dataclasses
+
+import cv2
+
+from model.preprocess import InputConfig, context_view, detail_map, extract, valid_mask
 from training.content import ImageContent, VideoContent, open_content
 from training.scene import ProceduralScene
 from training.synth import ClipWriter
@@ -39,12 +43,55 @@ def test_patches_avoid_black_corners_and_ui_bars(scene_frame):
     assert (extract(framed, cfg).corners[:, 1] >= 36).all()
 
 
-def test_patch_placement_is_fixed_at_inference_and_jittered_in_training(scene_frame):
-    cfg = InputConfig()
+@pytest.mark.parametrize("placement", ["texture", "grid"])
+def test_patch_placement_is_fixed_at_inference_and_varied_in_training(scene_frame, placement):
+    cfg = dataclasses.replace(InputConfig(), placement=placement)
     assert np.array_equal(extract(scene_frame, cfg).corners, extract(scene_frame, cfg).corners)
     a = extract(scene_frame, cfg, np.random.default_rng(0)).corners
     b = extract(scene_frame, cfg, np.random.default_rng(1)).corners
     assert not np.array_equal(a, b)
+
+
+def test_texture_placement_takes_the_detailed_part_of_the_frame():
+    # Left half: smooth tissue; right half: fine checkered detail.
+    yy, xx = np.mgrid[:360, :640]
+    frame = np.repeat((120 + 30 * np.sin(yy / 50.0) * np.cos(xx / 70.0)).astype(np.uint8)[..., None], 3, axis=2)
+    frame[:, 320:] = np.where(((yy // 12 + xx // 12) % 2)[:, 320:, None] == 1, 200, 60).astype(np.uint8)
+    cfg = InputConfig()
+    corners = extract(frame, cfg).corners
+    assert (corners[:, 0] >= 320 - cfg.patch_size // 2).all()
+    assert len(np.unique(corners, axis=0)) == cfg.num_patches
+    training = extract(frame, cfg, np.random.default_rng(3)).corners
+    assert (training[:, 0] >= 320 - cfg.patch_size).mean() >= 0.75
+    # Grid placement spreads out over both halves whatever the detail.
+    grid = extract(frame, dataclasses.replace(cfg, placement="grid")).corners
+    assert (grid[:, 0] < 320 - cfg.patch_size).any() and (grid[:, 0] > 320).any()
+    # On a flat frame there is no detail to rank: texture placement falls back to the spread-out order.
+    flat = np.full((360, 640, 3), 120, np.uint8)
+    assert np.array_equal(extract(flat, cfg).corners, extract(flat, dataclasses.replace(cfg, placement="grid")).corners)
+
+
+def test_detail_map_ignores_the_sharp_rim_of_the_image_circle():
+    yy, xx = np.mgrid[:360, :640]
+    frame = np.repeat((120 + 30 * np.sin(yy / 50.0)).astype(np.uint8)[..., None], 3, axis=2)
+    frame[(yy - 180) ** 2 + (xx - 320) ** 2 > 170**2] = 0
+    cfg = InputConfig()
+    ctx = context_view(frame, cfg)
+    mask = valid_mask(ctx, cfg)
+    raw = cv2.Sobel(cv2.cvtColor(ctx, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F, 1, 0) ** 2
+    detail = detail_map(ctx, mask)
+    rim = mask & ~cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert raw[rim].max() > 1000 and detail[rim].max() == 0
+    assert detail[mask].max() < 0.01 * raw[rim].max()
+
+
+def test_checkpoints_from_before_placement_keep_grid_placement():
+    d = InputConfig().to_dict()
+    assert InputConfig.from_dict(d).placement == "texture"
+    del d["placement"]
+    assert InputConfig.from_dict(d).placement == "grid"
+    with pytest.raises(ValueError, match="unknown patch placement"):
+        extract(np.full((360, 640, 3), 120, np.uint8), dataclasses.replace(InputConfig(), placement="random"))
 
 
 def test_image_folder_content(tmp_path):

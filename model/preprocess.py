@@ -146,17 +146,17 @@ def detail_map(context: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return energy * inner
 
 
-def choose_patches(size: tuple[int, int], mask: np.ndarray, detail: np.ndarray, cfg: InputConfig,
+def choose_patches(size: tuple[int, int], context: np.ndarray, mask: np.ndarray, cfg: InputConfig,
                    rng: np.random.Generator | None = None) -> np.ndarray:
     """K patch corners (x, y) inside the field of view: with texture placement the most detailed
-    (by `detail`, a context-resolution map; ties keep the spread-out order), else spread out from
+    (by `detail_map` of the context view; ties keep the spread-out order), else spread out from
     the centre. Deterministic without `rng`; with it (training), a random choice among the 1.5 K
     most detailed (grid placement: among all valid positions), each patch jittered."""
     corners = candidate_grid(size, cfg)
     ok = patch_validity(corners, mask, size, cfg) >= 0.9
     pool = corners[ok] if ok.any() else corners  # e.g. a black frame: analyse it anyway
     if cfg.placement == "texture":
-        pool = pool[np.argsort(-box_means(pool, detail, size, cfg), kind="stable")]
+        pool = pool[np.argsort(-box_means(pool, detail_map(context, mask), size, cfg), kind="stable")]
         if rng is not None:
             pool = pool[:max(cfg.num_patches, (3 * cfg.num_patches) // 2)]
     elif cfg.placement != "grid":
@@ -182,7 +182,7 @@ def extract(frame: np.ndarray, cfg: InputConfig, rng: np.random.Generator | None
     a = analysis_frame(frame, cfg)
     ctx = context_view(a, cfg)
     mask = valid_mask(ctx, cfg)
-    corners = choose_patches((a.shape[1], a.shape[0]), mask, detail_map(ctx, mask), cfg, rng)
+    corners = choose_patches((a.shape[1], a.shape[0]), ctx, mask, cfg, rng)
     p = cfg.patch_size
     patches = np.stack([a[y:y + p, x:x + p] for x, y in corners])
     return FrameInputs(patches, ctx, mask, corners)

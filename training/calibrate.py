@@ -24,7 +24,7 @@ import torch
 
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.predict import Predictor
-from training.evaluate import clip_predictions, find_labels
+from training.evaluate import clip_predictions, find_labels, true_presence
 from training.metrics import exact_match, micro_f1, per_task
 
 GRID = tuple(round(0.25 + 0.05 * i, 2) for i in range(11))
@@ -68,7 +68,7 @@ def calibrate(weights: Path, data: Path, out: Path, frames_per_clip: int = 8, pr
     predictor = Predictor(model, "cpu")
     items = find_labels(data, model.tasks)
     prob = clip_predictions(predictor, items, frames_per_clip, progress)["probability"]
-    y_true = np.array([[it.presence(t) for t in model.tasks] for it in items])
+    y_true = true_presence(items, model.tasks)
     thresholds = fit_thresholds(prob, y_true, model.tasks)
     record = {"data": str(data), "clips": len(items), "frames_per_clip": frames_per_clip, "thresholds": thresholds,
               "before": clip_scores(prob, y_true, [0.5] * len(model.tasks)),

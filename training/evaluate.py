@@ -51,6 +51,11 @@ def sample_frames(path: Path, count: int) -> list[np.ndarray]:
     return [frames[i] for i in idx]
 
 
+def true_presence(items: list[LabelledItem], tasks) -> np.ndarray:
+    """(clips, tasks) booleans: which distortions each clip's labels say are present."""
+    return np.array([[it.presence(t) for t in tasks] for it in items], bool)
+
+
 def clip_predictions(predictor: Predictor, items: list[LabelledItem], frames_per_clip: int = 8,
                      progress: bool = True) -> dict[str, np.ndarray | float]:
     """Per clip, the mean presence probability and severity per task and the mean quality over
@@ -75,7 +80,7 @@ def evaluate(predictor: Predictor, data: Path, frames_per_clip: int = 8, progres
     items = find_labels(data, tasks)
     clips = clip_predictions(predictor, items, frames_per_clip, progress)
     prob, sev, quals = clips["probability"], clips["severity"], clips["quality"]
-    y_true = np.array([[it.presence(t) for t in tasks] for it in items])
+    y_true = true_presence(items, tasks)
     y_pred = np.array([[prob[i, j] >= predictor.thresholds[t] for j, t in enumerate(tasks)] for i in range(len(items))])
     known = all(v is not None for it in items for v in it.levels.values())
     report = {"data": str(data), "clips": len(items), "frames_per_clip": frames_per_clip, "model": predictor.name,

@@ -139,6 +139,30 @@ def test_directional_energy_tells_a_motion_streak_from_a_defocus_disk(scene_fram
     assert abs(disked - clean) < 0.2
 
 
+def test_scale_ratios_show_a_faint_streak_in_any_direction(scene_frame):
+    """The fine/coarse ratio profiles add to the plain ones (which stay as they were) and show a
+    level-1 motion streak at every angle, diagonals included, above a sharp or defocused frame."""
+    from model.network import DirectionalEnergy
+    from model.preprocess import InputConfig, extract
+    from training.distortions import create_distortion
+    plain, ratios = DirectionalEnergy(), DirectionalEnergy(scale_ratios=True)
+    angles = plain.angles // 2 + 1
+    assert ratios.num_features == plain.num_features + 5 * (angles + 1)
+
+    def contrast(frame):  # the 2 px / 8 px ratio: cross direction minus streak direction
+        x = torch.from_numpy(extract(frame, InputConfig()).patches)[None]
+        features = ratios(x)[0]
+        assert torch.equal(features[:plain.num_features], plain(x)[0])
+        shape = features[plain.num_features + angles:plain.num_features + 2 * angles]
+        return float(shape[-1] - shape[0])
+
+    motion, defocus = create_distortion("motion_blur"), create_distortion("defocus_blur")
+    faint = [contrast(motion.apply(scene_frame, 0.15, {"angle": a, "wobble": 0.0, "phase": 0.0}))
+             for a in np.arange(4) * np.pi / 4]
+    still = [contrast(scene_frame), contrast(defocus.apply(scene_frame, 0.4, {"depth": False, "seed": 0, "phase": 0.0}))]
+    assert min(faint) > max(still) + 0.3
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_shipped_weights_give_the_same_answers_on_cuda_and_cpu(scene_frame):
     from model import load_predictor

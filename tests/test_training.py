@@ -9,7 +9,9 @@ import torch
 from model import load_checkpoint
 from model.predict import Predictor
 from training.metrics import micro_f1, exact_match, rankdata, srocc
-from training.trainer import TrainConfig, train, update_average
+from model import create_model
+from model.preprocess import extract
+from training.trainer import TrainConfig, TrainingForward, autocast_dtype, train, update_average
 from training.scene import ProceduralScene
 from training.distortions import distort
 
@@ -45,6 +47,7 @@ def test_short_training_learns_to_separate_one_distortion(tmp_path):
     assert [h["step"] for h in history] == [75, 150]
     model = load_checkpoint(best)
     assert list(model.checkpoint_meta["training"]["tasks"]) == ["defocus_blur"]
+    assert model.model_args == {"scale_ratios": True} and model.directional.scale_ratios  # rebuilt as trained
     pred = Predictor(model, "cpu")
     scenes = [ProceduralScene(s, (640, 360)) for s in (500, 501, 502, 503)]
     frames, labels = [], []
@@ -62,7 +65,7 @@ def test_short_training_learns_to_separate_one_distortion(tmp_path):
 def test_training_resumes_from_last_checkpoint(tmp_path):
     cfg = TrainConfig(model="scopewatch_lap5_small", tasks=("noise",), train_content=("procedural:0-2",),
                       val_content=("procedural:100-101",), steps=20, batch_size=8, warmup=2, val_every=10,
-                      val_samples=8, workers=0, out=str(tmp_path / "run"))
+                      val_samples=8, workers=0, compile=False, out=str(tmp_path / "run"))
     train(cfg, progress=False)
     first = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["extra"]["step"]
     cfg.steps = 30
@@ -73,6 +76,35 @@ def test_training_resumes_from_last_checkpoint(tmp_path):
     raw, average = last["state_dict"], last["extra"]["average"]
     assert raw.keys() == average.keys()  # last.pt carries the average beside the raw weights, not a copy
     assert any(not torch.equal(raw[k], average[k]) for k in raw if raw[k].is_floating_point())
+
+
+def test_precision_setting_picks_bfloat16_only_where_native():
+    cpu = torch.device("cpu")
+    assert autocast_dtype("fp32", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
+    assert autocast_dtype("auto", cpu) is (torch.bfloat16 if torch.cpu._is_avx512_bf16_supported() else None)
+    with pytest.raises(ValueError, match="precision must be auto, bf16 or fp32"):
+        autocast_dtype("fp16", cpu)
+
+
+def test_mixed_precision_forward_stays_close_to_float32():
+    torch.manual_seed(0)
+    model = create_model("scopewatch_lap5_small", ("noise", "defocus_blur")).eval()
+    frames = [ProceduralScene(s, (640, 360)).frame_at(0.0) for s in (3, 4)]
+    frames[1] = distort(frames[1], "noise", level=3, rng=np.random.default_rng(0))
+    xs = [extract(f, model.input_cfg) for f in frames]
+    inputs = {"patches": torch.as_tensor(np.stack([x.patches for x in xs])),
+              "context": torch.as_tensor(np.stack([x.context for x in xs])),
+              "mask": torch.as_tensor(np.stack([x.mask for x in xs])).float()}
+    with torch.no_grad():
+        full = model(**inputs)
+        mixed = TrainingForward(model, torch.device("cpu"), torch.bfloat16, compile=False)(inputs)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            directional = model.directional(inputs["patches"])
+    assert all(v.dtype == torch.float32 for v in mixed.values())  # heads and losses stay in float32
+    assert torch.equal(directional, model.directional(inputs["patches"]))  # computed in float32 regardless
+    assert torch.allclose(torch.sigmoid(mixed["presence_logits"]), torch.sigmoid(full["presence_logits"]), atol=0.05)
+    assert torch.allclose(mixed["quality"], full["quality"], atol=2.0)
+    assert not torch.equal(mixed["presence_logits"], full["presence_logits"])  # the trunk did run in bfloat16
 
 
 def test_weight_average_lags_the_weights_and_starts_close_to_them():

@@ -30,13 +30,13 @@ bench: setup
 
 # Reproduce the shipped weights: train (3600 steps in bfloat16 through torch.compile: 39m49s here for
 # synth_v9 with evaluations running beside it, 37m26s for synth_v8 alone; 2500 float32 steps took 52-69 min),
-# then fit each distortion's decision threshold on clips made from the trainer's validation content
-# (procedural scenes 1000-1011, seconds 8-10 of the real video), never from the test content.
+# then fit the presence decisions' last layer (training/calibrate.py) on 480 clips made from the trainer's
+# validation content (procedural scenes 1000-1011, seconds 8-10 of the real video), never from the test content.
 SURGICAL := ../shared/data/surgical
 WEIGHTS  := model/weights/scopewatch_lap5.synth_v9.pt
-VALSET   := data/valset
+VALSET   := data/valset480
 $(VALSET)/labels.csv:
-	$(VENV)/bin/scopewatch synth --out $(VALSET) --clips 120 --seconds 2 --seed 1000 --content procedural:1000-1012 \
+	$(VENV)/bin/scopewatch synth --out $(VALSET) --clips 480 --seconds 2 --seed 1000 --content procedural:1000-1012 \
 	    $(if $(wildcard $(SURGICAL)/real_clean_video),--content '$(SURGICAL)/real_clean_video/cholec_endo_720p.mp4@8:')
 
 weights: setup $(VALSET)/labels.csv

@@ -30,7 +30,9 @@ Layout follows timm's model files: blocks, the main class (`forward_features`, `
   orientation cancels (see the class).
 * Heads on the fused frame vector: presence logits (one binary classifier per task), severity in
   [0, 1] per task (level = ceil(4 x severity)), and quality 0..100; `directional_logits` are the
-  directional pathway's own presence logits, a training signal. The NSS auxiliary head
+  directional pathway's own presence logits, a training signal. A calibrated checkpoint
+  (`directional_mix`, training.calibrate) also adds a linear map of the directional logits, and
+  mixes the presence logits across tasks, by a decision layer fitted on validation clips. The NSS auxiliary head
   (Bourbia et al.) regresses each patch's wavelet NSS features; its hidden layer, averaged over
   patches, is concatenated into the quality head, so quality rests on naturalness features.
 """
@@ -196,7 +198,7 @@ def _mean_std(x: torch.Tensor, dims, weight: torch.Tensor | None = None) -> torc
 class QualityNet(nn.Module):
     def __init__(self, tasks: tuple[str, ...], widths: tuple[int, ...] = (16, 32, 48, 64, 96),
                  taps: tuple[int, ...] = (1, 2, -1), hidden: int = 192, aux_hidden: int = 64, directional_hidden: int = 64,
-                 num_nss: int = 33, scale_ratios: bool = False,
+                 num_nss: int = 33, scale_ratios: bool = False, directional_mix: bool = False,
                  input_cfg: InputConfig | None = None):
         super().__init__()
         self.tasks = tuple(tasks)
@@ -209,6 +211,11 @@ class QualityNet(nn.Module):
         self.directional_presence = nn.Linear(directional_hidden, len(self.tasks))
         self.neck = nn.Sequential(nn.Linear(6 * c + directional_hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(0.1))
         self.presence = nn.Linear(hidden, len(self.tasks))
+        # Set by `scopewatch calibrate` (training.calibrate), never trained: the directional
+        # pathway's presence logits added into the presence logits, fitted on validation clips.
+        self.directional_mix = nn.Linear(len(self.tasks), len(self.tasks), bias=False) if directional_mix else None
+        if directional_mix:
+            nn.init.zeros_(self.directional_mix.weight)
         self.severity = nn.Linear(hidden, len(self.tasks))
         self.aux_hidden = nn.Sequential(nn.Linear(2 * c, aux_hidden), nn.ReLU(inplace=True))
         self.aux_out = nn.Linear(aux_hidden, num_nss)
@@ -241,9 +248,13 @@ class QualityNet(nn.Module):
         aux_h = self.aux_hidden(per_patch)
         q = self.quality(torch.cat([h, aux_h.mean(1)], dim=1)).squeeze(1)
         directional = fused[:, -self.directional_presence.in_features:]  # forward_features puts it last
-        return {"presence_logits": self.presence(h), "severity": torch.sigmoid(self.severity(h)),
+        directional_logits = self.directional_presence(directional)
+        presence = self.presence(h)
+        if self.directional_mix is not None:
+            presence = presence + self.directional_mix(directional_logits)
+        return {"presence_logits": presence, "severity": torch.sigmoid(self.severity(h)),
                 "quality": 100.0 * torch.sigmoid(q), "nss": self.aux_out(aux_h),
-                "directional_logits": self.directional_presence(directional)}
+                "directional_logits": directional_logits}
 
     def forward(self, patches, context, mask):
         fused, per_patch = self.forward_features(patches, context, mask)

@@ -76,15 +76,20 @@ class Predictor:
         return extract(frame, self.input_cfg)
 
     @torch.inference_mode()
+    def outputs(self, inputs: Sequence[FrameInputs]) -> dict[str, torch.Tensor]:
+        """The network's raw outputs for a batch (float32, on the CPU): what `predict_inputs` turns
+        into predictions, and what training.calibrate fits its decision layer on."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in collate(inputs).items()}
+        return {k: v.float().cpu() for k, v in self.model(**batch).items()}
+
     def predict_inputs(self, inputs: Sequence[FrameInputs], with_nss: bool = False) -> list[Prediction]:
         if not inputs:
             return []
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in collate(inputs).items()}
-        out = self.model(**batch)
-        prob = torch.sigmoid(out["presence_logits"]).float().cpu().numpy()
-        sev = out["severity"].float().cpu().numpy()
-        quality = out["quality"].float().cpu().numpy()
-        nss = (out["nss"].float() * self.model.nss_std + self.model.nss_mean).cpu().numpy() if with_nss else None
+        out = self.outputs(inputs)
+        prob = torch.sigmoid(out["presence_logits"]).numpy()
+        sev = out["severity"].numpy()
+        quality = out["quality"].numpy()
+        nss = (out["nss"] * self.model.nss_std.cpu() + self.model.nss_mean.cpu()).numpy() if with_nss else None
         results = []
         for i in range(len(inputs)):
             present = {t: bool(prob[i, j] >= self.thresholds[t]) for j, t in enumerate(self.tasks)}

@@ -260,10 +260,12 @@ def cmd_calibrate(args) -> int:
         record = calibrate(args.weights, args.data, args.out, args.frames_per_clip, progress=not args.quiet)
     except (CheckpointError, LabelError, ValueError, OSError) as e:
         raise UsageError(str(e)) from None
-    print(f"thresholds fitted on {record['clips']} clips of {args.data} (folded into the presence head; "
+    print(f"decision layer fitted on {record['clips']} clips of {args.data} (folded into the presence head; "
           "the checkpoint decides at 0.5):")
-    for task, t in record["thresholds"].items():
-        print(f"  {task:<20} {t:.2f}")
+    print(f"  {'distortion':<20} {'own logit x':>11} {'directional x':>13} {'shift':>6}")
+    for j, task in enumerate(record["tasks"]):
+        print(f"  {task:<20} {record['presence_mix'][j][j]:>11.2f} {record['directional_mix'][j][j]:>13.2f} "
+              f"{record['shift'][j]:>6.2f}")
     before, after = record["before"], record["after"]
     print(f"on those clips: micro-F1 {before['micro_f1']:.3f} -> {after['micro_f1']:.3f}, "
           f"exact match {before['exact_match']:.3f} -> {after['exact_match']:.3f}")
@@ -554,11 +556,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("calibrate", help="fit each distortion's decision threshold on validation clips",
+    p = sub.add_parser("calibrate", help="fit the presence decisions' last layer on validation clips",
                        description="Analyse every clip of DATA (a `scopewatch synth` folder made from validation "
-                                   "content, never test content), fit per distortion the threshold with the best "
-                                   "F1 (0.25-0.75), fold it into the presence head so the checkpoint decides at "
-                                   "0.5, and write the calibrated checkpoint to --out.")
+                                   "content, never test content), fit a decision layer over the presence logits "
+                                   "and the directional pathway's logits (mixing across distortions: defocus and "
+                                   "motion blur stop leaning on each other) to the clips' labels, fold it into "
+                                   "the presence head so the checkpoint decides at 0.5, and write the calibrated "
+                                   "checkpoint to --out. The printed table gives each distortion's own weights "
+                                   "and shift.")
     p.add_argument("data", type=Path, help="folder with labels.csv and its clips (validation content)")
     p.add_argument("--weights", type=Path, required=True, help="checkpoint to calibrate (the trainer's best.pt)")
     p.add_argument("--out", type=Path, required=True, help="calibrated checkpoint to write")

@@ -1,5 +1,4 @@
 import json
-import math
 import subprocess
 import sys
 
@@ -7,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from model import load_checkpoint
+from model import load_checkpoint, save_checkpoint
 from model.predict import Predictor
-from training.calibrate import GRID, fit_thresholds, fold_thresholds
+from training.calibrate import (clip_probability, clip_scores, fit_decision_layer, fold_decision_layer,
+                                 with_directional_mix)
 from training.scene import ProceduralScene
 
 from conftest import ROOT
@@ -20,30 +20,49 @@ def run_cli(*args, timeout=300):
                           text=True, timeout=timeout)
 
 
-def test_fit_thresholds_finds_the_best_f1_and_keeps_half_when_it_is_already_right():
-    y = np.array([[1, 1]] * 4 + [[0, 0]] * 6)
-    prob = np.array([[0.40, 0.9], [0.42, 0.8], [0.38, 0.95], [0.6, 0.7],  # faint positives of task a at ~0.4
-                     [0.2, 0.1], [0.1, 0.2], [0.3, 0.05], [0.05, 0.3], [0.22, 0.1], [0.1, 0.1]])
-    th = fit_thresholds(prob, y, ["a", "b"])
-    assert th == {"a": 0.35, "b": 0.5}  # a: every positive, no negative; b: anything in 0.3-0.7 works, 0.5 kept
-    assert fit_thresholds(np.full((10, 1), 0.01), y[:, :1], ["a"]) == {"a": 0.5}  # nothing to gain: unchanged
-    assert set(GRID) >= {0.25, 0.5, 0.75} and min(GRID) == 0.25 and max(GRID) == 0.75
+def test_decision_layer_lifts_faint_positives_and_stops_one_head_firing_for_another():
+    # Task 0: its positives are faint (logit -0.6 where negatives sit at -3). Task 1: its head also
+    # fires on every clip with task 0, while the directional logit u[:, 1] tells the truth.
+    rng = np.random.default_rng(0)
+    clips, frames = 80, 4
+    y = np.zeros((clips, 2), bool)
+    y[:40, 0] = True
+    y[20:60, 1] = True
+    clip = torch.arange(clips).repeat_interleave(frames)
+    yf = torch.as_tensor(y, dtype=torch.float32)[clip]
+    noise = lambda: torch.as_tensor(rng.normal(0, 0.2, (clips * frames, 2)), dtype=torch.float32)
+    z = torch.stack([-3 + 2.4 * yf[:, 0], -3 + 6 * torch.maximum(yf[:, 0], yf[:, 1])], 1) + noise()
+    u = 4 * yf - 2 + noise()
+    assert clip_scores(clip_probability(z, clip, clips).numpy(), y)["exact_match"] < 0.6
+    a, b, c = fit_decision_layer(z, u, clip, y)
+    after = clip_probability(z @ a + u @ b + c, clip, clips).numpy()
+    assert clip_scores(after, y) == {"micro_f1": 1.0, "exact_match": 1.0}
+    assert b[1, 1] > 0.5  # task 1 now rests on its directional logit
+    assert (after[y] > 0.6).all() and (after[~y] < 0.4).all()
 
 
-def test_folded_threshold_moves_the_decision_point_to_one_half(tiny_weights):
+def test_folded_decision_layer_gives_the_fitted_logits_and_round_trips(tiny_weights, tmp_path):
     model = load_checkpoint(tiny_weights)
     frames = [ProceduralScene(s, (640, 360)).frame_at(0.5) for s in range(3)]
-    before = Predictor(model, "cpu").predict(frames)
-    thresholds = {t: 0.3 + 0.1 * j for j, t in enumerate(model.tasks)}
-    fold_thresholds(model, thresholds)
-    after = Predictor(model, "cpu").predict(frames)
+    predictor = Predictor(model, "cpu")
+    before = predictor.outputs([predictor.prepare(f) for f in frames])
+    mixed = with_directional_mix(model)
+    same = Predictor(mixed, "cpu").outputs([predictor.prepare(f) for f in frames])
+    assert torch.equal(same["presence_logits"], before["presence_logits"])  # zero mix: nothing changes
 
-    def logit(p):
-        return math.log(p / (1 - p))
-    for b, a in zip(before, after):
-        for t, th in thresholds.items():
-            assert logit(a.probabilities[t]) == pytest.approx(logit(b.probabilities[t]) - logit(th), abs=1e-4)
-        assert a.quality == pytest.approx(b.quality, abs=1e-4) and a.severities == pytest.approx(b.severities, abs=1e-6)
+    n = len(model.tasks)
+    g = torch.Generator().manual_seed(0)
+    a, b, c = torch.eye(n) + 0.3 * torch.randn(n, n, generator=g), torch.randn(n, n, generator=g), torch.randn(n, generator=g)
+    fold_decision_layer(mixed, a, b, c)
+    after = Predictor(mixed, "cpu").outputs([predictor.prepare(f) for f in frames])
+    expected = before["presence_logits"] @ a + before["directional_logits"] @ b + c
+    assert torch.allclose(after["presence_logits"], expected, atol=1e-4)
+    for k in ("severity", "quality", "directional_logits"):
+        assert torch.allclose(after[k], before[k], atol=1e-5)
+
+    save_checkpoint(mixed, tmp_path / "mixed.pt")
+    again = load_checkpoint(tmp_path / "mixed.pt")
+    assert again.model_args["directional_mix"] and torch.equal(again.directional_mix.weight, b.T)
 
 
 @pytest.mark.slow
@@ -53,16 +72,15 @@ def test_calibrate_command_writes_a_checkpoint_that_evaluate_scores_as_fitted(tm
     assert r.returncode == 0, r.stderr
     r = run_cli("calibrate", str(data), "--weights", str(tiny_weights), "--out", str(out), "-q")
     assert r.returncode == 0, r.stderr
-    assert "thresholds fitted on 10 clips" in r.stdout and f"wrote {out}" in r.stdout
+    assert "decision layer fitted on 10 clips" in r.stdout and f"wrote {out}" in r.stdout
+    assert all(t in r.stdout for t in ("noise", "motion_blur"))
 
-    model = load_checkpoint(out)  # a valid checkpoint: checksum recomputed over the shifted bias
+    model = load_checkpoint(out)  # a valid checkpoint: checksum recomputed over the folded layer
     record = model.checkpoint_meta["metrics"]["calibration"]
-    assert record["clips"] == 10 and set(record["thresholds"]) == set(model.tasks)
-    assert all(t in GRID for t in record["thresholds"].values())
+    assert record["clips"] == 10 and record["tasks"] == list(model.tasks)
+    assert np.array(record["presence_mix"]).shape == (5, 5) and np.array(record["directional_mix"]).shape == (5, 5)
+    assert torch.equal(model.directional_mix.weight, torch.tensor(record["directional_mix"]).T)
     assert record["after"]["micro_f1"] >= record["before"]["micro_f1"]
-    original = torch.load(tiny_weights, weights_only=True)["state_dict"]["presence.bias"]
-    shift = [math.log(t / (1 - t)) for t in record["thresholds"].values()]
-    assert torch.allclose(model.presence.bias, original - torch.tensor(shift), atol=1e-6)
 
     # At 0.5 the calibrated checkpoint makes exactly the decisions the fit reported.
     r = run_cli("evaluate", str(data), "--weights", str(out), "--out", str(tmp_path / "eval"), "-q")

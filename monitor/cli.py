@@ -559,8 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="fit the presence decisions' last layer on validation clips",
                        description="Analyse every clip of DATA (a `scopewatch synth` folder made from validation "
                                    "content, never test content), fit a decision layer over the presence logits "
-                                   "and the directional pathway's logits (mixing across distortions: defocus and "
-                                   "motion blur stop leaning on each other) to the clips' labels, fold it into "
+                                   "and the directional pathway's logits (mixing across distortions, with a shift "
+                                   "each: faint distortions are lifted over 0.5) to the clips' labels, fold it into "
                                    "the presence head so the checkpoint decides at 0.5, and write the calibrated "
                                    "checkpoint to --out. The printed table gives each distortion's own weights "
                                    "and shift.")

@@ -30,11 +30,12 @@ Layout follows timm's model files: blocks, the main class (`forward_features`, `
   orientation cancels (see the class).
 * Heads on the fused frame vector: presence logits (one binary classifier per task), severity in
   [0, 1] per task (level = ceil(4 x severity)), and quality 0..100; `directional_logits` are the
-  directional pathway's own presence logits, a training signal. A calibrated checkpoint
-  (`directional_mix`, training.calibrate) also adds a linear map of the directional logits, and
-  mixes the presence logits across tasks, by a decision layer fitted on validation clips. The NSS auxiliary head
-  (Bourbia et al.) regresses each patch's wavelet NSS features; its hidden layer, averaged over
-  patches, is concatenated into the quality head, so quality rests on naturalness features.
+  directional pathway's own presence logits, a training signal. In a calibrated checkpoint the
+  presence logits are also mixed across tasks and given a linear map of the directional logits
+  (`directional_mix`), a decision layer fitted on validation clips (training.calibrate). The NSS
+  auxiliary head (Bourbia et al.) regresses each patch's wavelet NSS features; its hidden layer,
+  averaged over patches, is concatenated into the quality head, so quality rests on naturalness
+  features.
 """
 from __future__ import annotations
 

@@ -28,10 +28,10 @@ bench: setup
 	$(PY) benchmarks/synth_speed.py
 	$(PY) benchmarks/model_speed.py
 
-# Reproduce the shipped weights: train (3600 steps in bfloat16 through torch.compile: 39m49s here for
-# synth_v9 with evaluations running beside it, 37m26s for synth_v8 alone; 2500 float32 steps took 52-69 min),
-# then fit the presence decisions' last layer (training/calibrate.py) on 480 clips made from the trainer's
-# validation content (procedural scenes 1000-1011, seconds 8-10 of the real video), never from the test content.
+# Reproduce the shipped weights: train (3600 steps in bfloat16 through torch.compile, about 40 min on a
+# 2-core machine; docs/MODEL.md), then fit the presence decisions' last layer (training/calibrate.py) on 480
+# clips made from the trainer's validation content (procedural scenes 1000-1011, seconds 8-10 of the real
+# video), never from the test content.
 SURGICAL := ../shared/data/surgical
 WEIGHTS  := model/weights/scopewatch_lap5.synth_v9.pt
 VALSET   := data/valset480
@@ -50,10 +50,10 @@ $(TESTSET)/labels.csv:
 	    --content procedural:2000-2016 $(if $(wildcard $(SURGICAL)/train_clean),--content '$(SURGICAL)/train_clean[16:]')
 
 evaluate: setup $(TESTSET)/labels.csv
-	$(VENV)/bin/scopewatch evaluate $(TESTSET) --out model/weights/evaluation
+	$(VENV)/bin/scopewatch evaluate $(TESTSET) --out reports/evaluation
 
 realworld: setup
-	$(PY) -m training.realworld --out model/weights/realworld.json
+	$(PY) -m training.realworld --out reports/realworld.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs data

@@ -40,7 +40,7 @@ def free_port() -> int:
 
 
 def monitor_alone(seconds: float) -> dict:
-    cmd = [sys.executable, "-m", "monitor.cli", "watch", "synthetic:600", "--realtime", "--duration", str(seconds),
+    cmd = [sys.executable, "-m", "apps.cli", "watch", "synthetic:600", "--realtime", "--duration", str(seconds),
            "--csv", "/tmp/scopewatch_cpu_watch.csv"]
     t = time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -55,7 +55,7 @@ def monitor_alone(seconds: float) -> dict:
 def with_dashboard(seconds: float) -> dict:
     from playwright.sync_api import sync_playwright
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "dashboard", "synthetic:600", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "dashboard", "synthetic:600", "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     while "ScopeWatch dashboard:" not in proc.stdout.readline():
         pass

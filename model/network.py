@@ -16,18 +16,11 @@ Layout follows timm's model files: blocks, the main class (`forward_features`, `
   in every patch; a defocus disk removes it in all directions; motion and defocus together leave
   the cross direction blurred too. The CNN's pooled maps carry such cues only for the directions
   their filters happen to have, so they are given here in a form that does not depend on the
-  blur's direction. Measured on 800 synthesised frames from validation content (singly and
-  combined distortions; a small MLP trained on 600 frames, AUC on the other 200): motion-blur
-  presence 0.917 from these features against 0.872 from the structure-tensor orientation
-  statistics they replace, and defocus among blurred frames 0.854 against 0.789.
-  They enter the neck through their own small MLP, which is also trained to predict presence on
-  its own (`directional_logits`, a deep-supervision loss): fed in raw beside the ~1000 pooled CNN
-  numbers, they were under-used. On 800 synthesised validation frames with motion blur alone above
-  level 1, the model without this pathway called defocus on 33% of them, while the MLP on these
-  features alone did on 9%; the first model trained with the pathway (synth_v4), on 19% (one-off measurements;
-  full-run and ablation figures are in model/weights/). With `scale_ratios` (the shipped synth_v9)
-  each profile also comes as a ratio against the coarsest lag, in which the scene's own edge
-  orientation cancels (see the class).
+  blur's direction. They enter the neck through their own small MLP, which is also trained to
+  predict presence on its own (`directional_logits`, a deep-supervision loss): fed in raw beside
+  the ~1000 pooled CNN numbers, they would be under-used. With `scale_ratios` each profile also
+  comes as a ratio against the coarsest lag, in which the scene's own edge orientation cancels
+  (see the class). The measurements behind these choices are in docs/MODEL.md.
 * Heads on the fused frame vector: presence logits (one binary classifier per task), severity in
   [0, 1] per task (level = ceil(4 x severity)), and quality 0..100; `directional_logits` are the
   directional pathway's own presence logits, a training signal. In a calibrated checkpoint the
@@ -112,10 +105,7 @@ class DirectionalEnergy(nn.Module):
     edge (an instrument shaft, a fold), which makes the plain profiles anisotropic on sharp frames
     too; an edge keeps its share of energy at every scale, while a motion streak removes only the
     scales below its length, along its direction, so in the ratio the scene's own orientation
-    cancels and the blur's remains. Measured on the clips of `data/valset` (2 frames each, no
-    training involved): the range over angle of the 2 px / 8 px ratio tells motion-blurred frames
-    from the others with AUC 0.859 (0.934 against defocus alone, 0.839 under noise), where the range
-    of the plain profiles reaches 0.646 (0.732, 0.553). These ratio profiles share their own
+    cancels and the blur's remains. These ratio profiles share their own
     reference direction (their least ratio, from the 2 px, 4 px and half-resolution 4 px lags) and
     give their aligned, symmetrised shape and mean."""
 

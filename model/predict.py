@@ -13,14 +13,12 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from model.preprocess import FrameInputs, extract
-from model.tasks import severity_to_level, task_spec
 
 
 @dataclass(frozen=True)
 class Prediction:
     probabilities: dict[str, float]  # presence probability per task, [0, 1]
-    severities: dict[str, float]  # continuous severity per task, [0, 1]
-    levels: dict[str, int]  # 0 when not present, else 1..4
+    severities: dict[str, float]  # continuous severity per task, [0, 1] (levels: model.decision)
     quality: float  # 0..100, higher is better
     nss: np.ndarray | None = field(default=None, repr=False)  # (K, 33) predicted patch NSS features
 
@@ -54,13 +52,12 @@ def collate(inputs: Sequence[FrameInputs]) -> dict[str, torch.Tensor]:
 
 
 class Predictor:
-    def __init__(self, model, device: str = "auto", thresholds: dict[str, float] | None = None):
+    def __init__(self, model, device: str = "auto"):
         self.device = resolve_device(device)
         self.model = fold_batchnorm(model).to(self.device).to(memory_format=torch.channels_last)
         self.tasks = model.tasks
         self.input_cfg = model.input_cfg
         self.name = getattr(model, "arch", type(model).__name__)
-        self.thresholds = {t: task_spec(t).alert_above for t in self.tasks} | (thresholds or {})
 
     def replace_model(self, model) -> None:
         """Swap in other weights while sources run (the dashboard's weights setting). They must keep
@@ -92,12 +89,9 @@ class Predictor:
         nss = (out["nss"] * self.model.nss_std.cpu() + self.model.nss_mean.cpu()).numpy() if with_nss else None
         results = []
         for i in range(len(inputs)):
-            present = {t: bool(prob[i, j] >= self.thresholds[t]) for j, t in enumerate(self.tasks)}
             results.append(Prediction(
                 probabilities={t: float(prob[i, j]) for j, t in enumerate(self.tasks)},
                 severities={t: float(sev[i, j]) for j, t in enumerate(self.tasks)},
-                levels={t: max(1, severity_to_level(float(sev[i, j]))) if present[t] else 0
-                        for j, t in enumerate(self.tasks)},
                 quality=float(quality[i]), nss=None if nss is None else nss[i]))
         return results
 
@@ -105,9 +99,9 @@ class Predictor:
         return self.predict_inputs([self.prepare(f) for f in frames], with_nss)
 
 
-def load_predictor(weights=None, device: str = "auto", thresholds: dict[str, float] | None = None) -> Predictor:
+def load_predictor(weights=None, device: str = "auto") -> Predictor:
     """A ready predictor from a checkpoint path, or the shipped default weights when None."""
     from model.checkpoint import load_checkpoint
     from model.factory import DEFAULT_MODEL, weights_path
 
-    return Predictor(load_checkpoint(weights or weights_path(DEFAULT_MODEL)), device, thresholds)
+    return Predictor(load_checkpoint(weights or weights_path(DEFAULT_MODEL)), device)

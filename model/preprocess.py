@@ -9,12 +9,9 @@ level is defined; never upscaled). From it come:
   or flat on-screen bars are excluded by a brightness/texture mask), and among those from the most
   detailed ones (`placement="texture"`): a blur shows only where the scene has edges, and a
   specular highlight or an instrument edge shows the blur's shape (a streak or a disk), while
-  smooth tissue, much of a laparoscopic frame, looks the same sharp or blurred. Measured on 1600
-  synthesised frames from validation content (a small MLP on the directional-energy features of
-  the patches, trained on 1200, AUC on 400): on noisy frames, motion-blur presence 0.890 from the
-  8 most detailed positions against 0.827 from 8 spread-out ones, defocus among blurred frames
-  0.891 against 0.846; noise presence 1.000 from either. `placement="grid"` (spread out from the
-  centre) is what checkpoints from before this choice were trained with;
+  smooth tissue, much of a laparoscopic frame, looks the same sharp or blurred (docs/MODEL.md
+  gives the measurement). `placement="grid"` (spread out from the centre) is what older
+  checkpoints were trained with;
 * `context`: the whole analysis frame shrunk to a small fixed size, so that global distortions
   (smoke veiling the whole field, a light fall-off across it) are seen as wholes.
 

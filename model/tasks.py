@@ -18,7 +18,6 @@ class TaskSpec:
     title: str
     lower_better: bool = True  # a higher probability means a worse picture
     score_range: tuple[float, float] = (0.0, 1.0)
-    alert_above: float = 0.5  # presence probability above which the distortion is reported
     color: str = "#888888"  # chart colour, so every view of a task looks the same
 
 

@@ -23,12 +23,14 @@ from typing import Callable, Iterable
 from model.predict import Predictor, load_predictor
 from model.preprocess import analysis_size
 from monitor.config import ScopeWatchConfig
-from monitor.events import EventDetector, Picture, PictureMeter, thumbnail
-from monitor.export import CsvTimelineWriter, EventsJsonWriter
+from monitor.outputs.events import EventDetector, Picture, PictureMeter, thumbnail
+from monitor.outputs.export import CsvTimelineWriter, EventsJsonWriter
+from monitor.outputs.naming import output_paths
 from monitor.pipeline import Monitor
 from monitor.records import FrameResult
 from monitor.sources import FileSource, SourceError, frame_at
-from monitor.timeline import Timeline
+from monitor.outputs.timeline import Timeline
+from monitor.outputs.webhook import WebhookSender
 
 log = logging.getLogger("scopewatch.archive")
 
@@ -126,28 +128,26 @@ def analysis_frame_at(video: str, time_s: float, predictor: Predictor):
     return None if raw is None else raw.to_rgb(analysis_size(raw.width, raw.height, predictor.input_cfg))
 
 
-def output_paths(out_dir: Path, video: str | Path) -> tuple[Path, Path, Path]:
-    name = Path(video).name
-    return (out_dir / f"{name}.scopewatch.csv", out_dir / f"{name}.scopewatch.events.json",
-            out_dir / f"{name}.scopewatch.summary.json")
-
-
 def write_video(video: str, parts: list[ChunkResult], out_dir: Path, cfg: ScopeWatchConfig,
-                predictor: Predictor) -> dict:
-    """Stitch a video's chunk results into its CSV and events (as the local `analyze` writes them)
-    and return its summary row. The files are written under temporary names and renamed last."""
-    csv_path, events_path, summary_path = output_paths(out_dir, video)
+                predictor: Predictor, webhook: WebhookSender | None = None) -> dict:
+    """Stitch a video's chunk results into its CSV and events (as the local `analyze` writes them,
+    posting each event to `webhook`) and return its summary row. The files are written under
+    temporary names and renamed last."""
+    paths = output_paths(video, out_dir)
+    csv_path, events_path, summary_path = paths.csv, paths.events, paths.summary
     tasks, source_id = predictor.tasks, Path(video).name
     tmp_csv, tmp_events = csv_path.with_suffix(".csv.part"), events_path.with_suffix(".json.part")
     writer, events_out = CsvTimelineWriter(tmp_csv, tasks), EventsJsonWriter(tmp_events, source_id, tasks)
-    detector = EventDetector(tasks, cfg.events, source_id)
-    timeline = Timeline(tasks, predictor.thresholds, cfg.timeline.recent_s, cfg.timeline.archive_points)
+    detector = EventDetector(tasks, cfg.events, source_id, cfg.decision)
+    timeline = Timeline(tasks, cfg.decision, cfg.timeline.recent_s, cfg.timeline.archive_points)
 
     def publish(events):
         for e in events:
             image = analysis_frame_at(video, e.worst_time_s, predictor)
             e.thumbnail_jpeg = thumbnail(image, cfg.events.thumbnail_width) if image is not None else None
             events_out.add(e)
+            if webhook:
+                webhook.send(e.to_dict())
 
     error = next((p.error for p in parts if p.error), None)
     for part in parts:
@@ -233,7 +233,7 @@ def analyse_archive(videos: list[Path], out_dir: Path, cfg: ScopeWatchConfig, pr
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, chunks = [], []
     for video in videos:
-        summary = output_paths(out_dir, video)[2]
+        summary = output_paths(video, out_dir).summary
         done = json.loads(summary.read_text()) if summary.exists() else None
         if done and done["status"] == "ok":
             log.info("%s: already complete, skipped", video)
@@ -249,14 +249,19 @@ def analyse_archive(videos: list[Path], out_dir: Path, cfg: ScopeWatchConfig, pr
         expected[c.video] = expected.get(c.video, 0) + 1
     if progress is not None:
         progress.reset(total=len(chunks))
-    for result in executor(chunks):
-        parts = by_video.setdefault(result.chunk.video, {})
-        parts[result.chunk.index] = result
-        if progress is not None:
-            progress.update(1)
-        if len(parts) == expected[result.chunk.video]:  # all chunks in: stitch and write it now
-            ordered = [parts[i] for i in range(len(parts))]
-            rows.append(write_video(result.chunk.video, ordered, out_dir, cfg, predictor))
-            del by_video[result.chunk.video]
+    webhook = WebhookSender(cfg.output.webhook) if cfg.output.webhook else None
+    try:
+        for result in executor(chunks):
+            parts = by_video.setdefault(result.chunk.video, {})
+            parts[result.chunk.index] = result
+            if progress is not None:
+                progress.update(1)
+            if len(parts) == expected[result.chunk.video]:  # all chunks in: stitch and write it now
+                ordered = [parts[i] for i in range(len(parts))]
+                rows.append(write_video(result.chunk.video, ordered, out_dir, cfg, predictor, webhook))
+                del by_video[result.chunk.video]
+    finally:
+        if webhook:
+            webhook.close()
     write_summary(rows, out_dir / SUMMARY)
     return rows

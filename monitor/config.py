@@ -1,7 +1,13 @@
-"""All monitor settings in one place: typed, documented, bounded; the CLI overrides fields."""
+"""All monitor settings in one place: typed, documented, bounded. A run builds its config once,
+with `build_config`: the defaults of its mode, then a JSON settings file, then the command line."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import copy
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from model.decision import Decision
 
 
 @dataclass
@@ -24,9 +30,7 @@ class SourceConfig:
 
 @dataclass
 class SamplingConfig:
-    fps: float | None = 5.0  # analysed frames per second of media; None = every frame
-    # 5 fps resolves episodes to 0.2 s, which is finer than any distortion episode lasts, while
-    # inference stays a small fraction of decoding cost on a long recording.
+    fps: float | None = 5.0  # analysed frames per second of media; None = every frame (see MODES)
 
     def __post_init__(self):
         if self.fps is not None and self.fps <= 0:
@@ -52,11 +56,8 @@ class ModelConfig:
 
 @dataclass
 class EventConfig:
+    """How events are measured; when they open and close is the run's `Decision`."""
     smoothing_s: float = 1.0  # time constant of the exponential smoothing of probabilities
-    on_threshold: float = 0.6  # smoothed probability that opens an episode
-    off_threshold: float = 0.4  # ... and that closes it (hysteresis: no flicker at the boundary)
-    min_duration_s: float = 1.0  # shorter episodes are discarded as noise
-    quality_below: float = 60.0  # quality under this opens a low-quality episode
     freeze_s: float = 2.0  # identical frames for this long: a frozen feed
     freeze_diff: float = 0.2  # mean absolute 8-bit difference (at 160x90) under which two frames are "identical"
     # A repeated picture decodes to differences of 0 to 0.1; the slowest moving scene measured,
@@ -66,16 +67,12 @@ class EventConfig:
     thumbnail_width: int = 240
 
     def __post_init__(self):
-        if not 0 < self.off_threshold <= self.on_threshold < 1:
-            raise ValueError("need 0 < off_threshold <= on_threshold < 1")
-        if self.smoothing_s < 0 or self.min_duration_s < 0:
-            raise ValueError("smoothing_s and min_duration_s must be >= 0")
+        if self.smoothing_s < 0:
+            raise ValueError("smoothing_s must be >= 0")
 
 
 @dataclass
 class OutputConfig:
-    csv: str | None = None
-    events: str | None = None
     webhook: str | None = None  # POST each event as JSON here
     flush_s: float = 1.0  # the CSV is flushed at least this often
 
@@ -99,6 +96,89 @@ class ScopeWatchConfig:
     events: EventConfig = field(default_factory=EventConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     timeline: TimelineConfig = field(default_factory=TimelineConfig)
+    decision: Decision = field(default_factory=Decision)
 
     def to_dict(self) -> dict:
         return {f.name: vars(getattr(self, f.name)).copy() for f in fields(self)}
+
+
+# What differs between the ways of running: a recording is analysed at decoding speed, 5 frames a
+# second of media (episodes resolved to 0.2 s, finer than any distortion episode lasts, while
+# inference stays a small part of decoding a long recording); a live feed is analysed frame by
+# frame; the dashboard plays files at their own pace, as the live feeds they stand in for.
+MODES: dict[str, dict[str, object]] = {
+    "recorded": {"sampling.fps": 5.0, "source.realtime": False},
+    "live": {"sampling.fps": None, "source.realtime": False},
+    "dashboard": {"sampling.fps": None, "source.realtime": True},
+}
+
+
+class ConfigError(ValueError):
+    """A settings file or value that cannot be used: one line for the user."""
+
+
+def _section(cls, values: dict, where: str):
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(names))})")
+    try:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})  # JSON has no tuples
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _merged(cfg: ScopeWatchConfig, settings: dict[str, dict], where: str) -> ScopeWatchConfig:
+    """`cfg` with the sections in `settings` ({section: {field: value}}) laid over it."""
+    known = {f.name: f for f in fields(cfg)}
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown section {unknown[0]!r} (known: {', '.join(known)})")
+    out = {}
+    for name, values in settings.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: section {name!r} must be an object of settings")
+        current = getattr(cfg, name)
+        out[name] = _section(type(current), {**vars(current), **values}, f"{where}: {name}")
+    return replace(cfg, **out)
+
+
+def _dotted(overrides: dict[str, object]) -> dict[str, dict]:
+    settings: dict[str, dict] = {}
+    for key, value in overrides.items():
+        section, name = key.split(".", 1)
+        settings.setdefault(section, {})[name] = value
+    return settings
+
+
+def mode_default(mode: str, key: str):
+    """The default of a dotted setting (e.g. "sampling.fps") in `mode`, for help texts."""
+    if key in MODES[mode]:
+        return MODES[mode][key]
+    section, name = key.split(".", 1)
+    return getattr(getattr(ScopeWatchConfig(), section), name)
+
+
+def build_config(mode: str, file: str | Path | None = None, cli: dict[str, object] | None = None) -> ScopeWatchConfig:
+    """The one config of a run: `mode`'s defaults (MODES), then the JSON `file` ({section: {field:
+    value}}), then what the command line gave (`cli`: dotted keys as in MODES)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+    cfg = _merged(ScopeWatchConfig(), _dotted(MODES[mode]), f"mode {mode}")
+    if file is not None:
+        try:
+            settings = json.loads(Path(file).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{file}: cannot read settings ({e})") from None
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{file}: settings must be a JSON object of sections")
+        cfg = _merged(cfg, settings, str(file))
+    return _merged(cfg, _dotted(cli or {}), "command line")
+
+
+def for_mode(cfg: ScopeWatchConfig, mode: str) -> ScopeWatchConfig:
+    """`cfg` run in another mode (the dashboard's Recorded tab analyses as `analyze` does): a copy
+    with that mode's defaults, sharing the run's decision, so a threshold set once holds for both."""
+    out = _merged(copy.deepcopy(cfg), _dotted(MODES[mode]), f"mode {mode}")
+    out.decision = cfg.decision
+    return out

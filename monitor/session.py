@@ -8,12 +8,13 @@ from pathlib import Path
 
 from model.predict import Predictor
 from monitor.config import ScopeWatchConfig
-from monitor.events import EventDetector
-from monitor.export import CsvTimelineWriter, EventsJsonWriter
-from monitor.pipeline import InferenceWorker, Monitor
+from monitor.outputs.events import EventDetector
+from monitor.outputs.export import CsvTimelineWriter, EventsJsonWriter
+from monitor.inference import InferenceWorker
+from monitor.pipeline import Monitor
 from monitor.sources import FrameSource
-from monitor.timeline import Timeline, format_summary
-from monitor.webhook import WebhookSender
+from monitor.outputs.timeline import Timeline, format_summary
+from monitor.outputs.webhook import WebhookSender
 
 
 class Session:
@@ -22,8 +23,8 @@ class Session:
                  worker: InferenceWorker | None = None):
         self.cfg = cfg
         tasks = predictor.tasks
-        self.timeline = Timeline(tasks, predictor.thresholds, cfg.timeline.recent_s, cfg.timeline.archive_points)
-        self.detector = EventDetector(tasks, cfg.events, source.source_id)
+        self.timeline = Timeline(tasks, cfg.decision, cfg.timeline.recent_s, cfg.timeline.archive_points)
+        self.detector = EventDetector(tasks, cfg.events, source.source_id, cfg.decision)
         self.csv = CsvTimelineWriter(csv_path, tasks, cfg.output.flush_s) if csv_path else None
         self.events_out = EventsJsonWriter(events_path, source.source_id, tasks) if events_path else None
         self.webhook = WebhookSender(cfg.output.webhook) if cfg.output.webhook else None

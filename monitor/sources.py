@@ -1,5 +1,5 @@
 """Where frames come from: files and live streams through PyAV, capture devices through OpenCV,
-and a synthetic scene (the test double). All behind one `FrameSource` interface.
+and frames handed over as arrays (a generated feed). All behind one `FrameSource` interface.
 
 A source yields `RawFrame`s (decoded but not yet converted: the capture stage converts only the
 frames the sampler keeps, straight to the model's analysis size with libswscale) and
@@ -27,7 +27,6 @@ from monitor.records import StreamState
 log = logging.getLogger("scopewatch.source")
 
 NETWORK_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp", "hls"}
-SizeFn = Callable[[int, int], tuple[int, int]]
 
 
 class SourceError(Exception):
@@ -349,56 +348,58 @@ class DeviceSource(FrameSource):
             self.cap.release()
 
 
-class SyntheticSource(FrameSource):
-    """A procedural laparoscopic scene with scheduled distortion episodes (the test double for a
-    camera, and the built-in demo feed). pts counts frames in a 1/fps time base."""
+class ArraySource(FrameSource):
+    """Frames handed over as RGB arrays by any Python iterable of `(time_s, rgb)`: a generated feed
+    (the demo scene the apps build with training's synthesis), a test double. pts counts frames in
+    a 1/fps time base; with `realtime` the frames come at their own pace, as a live feed's."""
 
-    def __init__(self, seconds: float, fps: int = 25, size: tuple[int, int] = (640, 360), seed: int = 7,
-                 episodes=None, realtime: bool = False, source_id: str = "synthetic"):
+    def __init__(self, frames: Callable[[], Iterator[tuple[float, np.ndarray]]], info: SourceInfo,
+                 realtime: bool = False, source_id: str = "generated", description: str = "generated frames"):
+        """`frames`: called once per run, it returns the iterable (a generator function)."""
         super().__init__(source_id)
-        self.seconds, self.fps, self.size, self.seed = seconds, fps, size, seed
-        self.episodes = episodes
-        self.live = realtime
-        self.info = SourceInfo(size[0], size[1], float(fps), "synthetic", seconds)
+        self.make_frames, self.info, self.live, self.description = frames, info, realtime, description
 
     def frames(self):
-        from training.compose import Recipe
-        from training.scene import ProceduralScene
-        from training.synth import demo_episodes
-
-        scene = ProceduralScene(self.seed, self.size)
-        episodes = demo_episodes(self.seconds) if self.episodes is None else self.episodes
-        recipe = Recipe.sample(episodes, np.random.default_rng(self.seed))
         start = time.time()
-        yield StateChange(StreamState.LIVE, 0.0, start, "synthetic scene")
-        n = round(self.seconds * self.fps)
-        for i in range(n):
-            t = i / self.fps
+        yield StateChange(StreamState.LIVE, 0.0, start, self.description)
+        i, t = 0, 0.0
+        for t, img in self.make_frames():
             if self.live and self.stop_event.wait(max(0.0, start + t - time.time())):
                 return
             if self.stop_event.is_set():
                 return
-            img = recipe.render(scene.frame_at(t), t)
-            yield RawFrame(i, i, t, time.time(), self.size[0], self.size[1], array=img)
-        yield StateChange(StreamState.ENDED, (n - 1) / self.fps, time.time(), f"{n} frames")
+            yield RawFrame(i, i, t, time.time(), img.shape[1], img.shape[0], array=img)
+            i += 1
+        yield StateChange(StreamState.ENDED, t, time.time(), f"{i} frames")
 
 
-def open_source(uri: str, cfg: SourceConfig | None = None) -> FrameSource:
-    """Pick the source for `uri`: a network URL, a capture device (/dev/videoN or device:N), the
-    synthetic scene (synthetic:SECONDS), or a video file. Raises SourceError for what cannot work."""
+SourceFactory = Callable[[str, SourceConfig], FrameSource]
+
+
+def is_file_uri(uri: str) -> bool:
+    """Whether `uri` names a file, not a stream, a device or a feed of another scheme (`name:...`;
+    a one-letter scheme is a Windows drive)."""
+    parsed = urlparse(uri)
+    if parsed.scheme in NETWORK_SCHEMES or uri.startswith("/dev/video"):
+        return False
+    return len(parsed.scheme) <= 1 or Path(uri).exists()
+
+
+def open_source(uri: str, cfg: SourceConfig | None = None, schemes: dict[str, SourceFactory] | None = None) -> FrameSource:
+    """Pick the source for `uri`: a network URL, a capture device (/dev/videoN or device:N), a feed
+    of one of `schemes` (scheme -> factory(uri, cfg), e.g. the apps' synthetic:SECONDS), or a video
+    file. Raises SourceError for what cannot work."""
     cfg = cfg or SourceConfig()
+    schemes = schemes or {}
     parsed = urlparse(uri)
     if parsed.scheme in NETWORK_SCHEMES:
         return StreamSource(uri, cfg)
     if uri.startswith("/dev/video") or parsed.scheme == "device":
         return DeviceSource(uri.split(":", 1)[1] if parsed.scheme == "device" else uri)
-    if parsed.scheme == "synthetic":
-        try:
-            seconds = float(parsed.path or 60)
-        except ValueError:
-            raise SourceError(f"{uri}: expected synthetic:SECONDS") from None
-        return SyntheticSource(seconds, realtime=cfg.realtime)
-    if parsed.scheme and len(parsed.scheme) > 1 and "://" in uri:
+    if parsed.scheme in schemes:
+        return schemes[parsed.scheme](uri, cfg)
+    if not is_file_uri(uri):
+        extra = "".join(f", {name}:..." for name in schemes)
         raise SourceError(f"{uri}: unsupported scheme {parsed.scheme!r} (use a file, rtsp://, rtmp://, "
-                          "http(s)://, udp://, rtp://, srt://, tcp://, /dev/videoN or synthetic:SECONDS)")
+                          f"http(s)://, udp://, rtp://, srt://, tcp://, /dev/videoN{extra})")
     return FileSource(uri, realtime=cfg.realtime)

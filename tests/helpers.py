@@ -1,8 +1,11 @@
 """Real encoded media for the tests: files written by PyAV and live streams published by PyAV."""
 from __future__ import annotations
 
+import http.server
+import json
 import multiprocessing
 import socket
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +20,38 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class HookServer:
+    """A webhook receiver on a free loopback port: the JSON bodies POSTed to it, in order; the first
+    `fail_first` posts are answered 503 (to exercise retries)."""
+
+    def __init__(self, fail_first: int = 0):
+        self.received: list = []
+        self.fail_first = fail_first
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if hook.fail_first:
+                    hook.fail_first -= 1
+                    self.send_response(503)
+                else:
+                    hook.received.append(json.loads(body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/hook"
+        self._server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
 
 
 def frames(n: int, size=(320, 180), seed=1, fps=25):

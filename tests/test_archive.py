@@ -28,7 +28,7 @@ def every_frame_config() -> ScopeWatchConfig:
 
 def local_analyze(video: Path, weights: Path | None = None, *extra) -> tuple[Path, Path]:
     """The reference: the local `scopewatch analyze` on one video, beside it."""
-    cmd = [sys.executable, "-m", "monitor.cli", "analyze", str(video), "-q", *extra]
+    cmd = [sys.executable, "-m", "apps.cli", "analyze", str(video), "-q", *extra]
     r = subprocess.run(cmd + (["--weights", str(weights)] if weights else []), cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -83,13 +83,12 @@ def test_find_videos_searches_folders_and_refuses_colliding_names(archive, tmp_p
 def test_chunked_analysis_writes_what_one_pass_writes_events_included(tmp_path):
     """A clip with scheduled episodes, cut into 1.5 s chunks: same rows, same events."""
     from model.predict import load_predictor
-    from monitor.sources import RawFrame, SyntheticSource
+    from training.demo import DemoFeed
     from training.synth import ClipWriter
     clip = tmp_path / "episodes.mp4"
     with ClipWriter(clip, (640, 360), 25) as w:
-        for f in SyntheticSource(10).frames():
-            if isinstance(f, RawFrame):
-                w.write(f.array)
+        for _, frame in DemoFeed(10):
+            w.write(frame)
     ref_csv, ref_events = local_analyze(clip, None, "--every-frame")
     assert json.loads(ref_events.read_text())["events"]  # there is something to compare
     out = tmp_path / "out"
@@ -178,11 +177,11 @@ def test_a_ray_worker_killed_mid_task_is_retried(local_ray, tiny_weights, tmp_pa
 
 
 def test_archive_mode_from_the_command_line(archive, tiny_weights, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(archive), "--out", str(tmp_path),
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "analyze", str(archive), "--out", str(tmp_path),
                         "--weights", str(tiny_weights), "-q"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1  # one video failed
     assert "3 of 4 videos analysed" in r.stdout
     assert r.stderr.strip().splitlines()[-1].startswith("scopewatch analyze: error:") and "broken.mp4" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(archive), "--ray"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "analyze", str(archive), "--ray"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--ray needs --out" in r.stderr

@@ -16,7 +16,7 @@ from conftest import ROOT
 
 
 def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
 
 

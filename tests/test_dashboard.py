@@ -38,11 +38,12 @@ def media(tmp_path_factory, tiny_weights):
 
 @pytest.fixture(scope="module")
 def monitor_csv(media, tmp_path_factory):
-    """What `scopewatch analyze` writes for the recording: the reference for every download."""
+    """What `scopewatch analyze` writes for the recording, at its default sampling (the Recorded
+    tab's too): the reference for every download."""
     folder = tmp_path_factory.mktemp("analyze")
     shutil.copy(media / "case.mp4", folder / "case.mp4")
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(folder / "case.mp4"),
-                        "--every-frame", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "analyze", str(folder / "case.mp4"), "-q"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return folder / "case.mp4.scopewatch.csv"
 
@@ -65,7 +66,7 @@ def assert_same_timeline(ours: Path, monitor: Path) -> None:
 
 def serve(*args):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "dashboard", *args, "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "dashboard", *args, "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=os.environ | {"GRADIO_ANALYTICS_ENABLED": "False"})
     end = time.time() + 60
     while time.time() < end:
@@ -155,7 +156,7 @@ def test_oversized_upload_is_refused(server):
 
 
 def test_non_loopback_bind_without_auth_is_refused(weights):
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "dashboard", "--host", "0.0.0.0", "--weights", str(weights)],
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "dashboard", "--host", "0.0.0.0", "--weights", str(weights)],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "refusing to serve" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
@@ -225,12 +226,16 @@ def test_in_a_real_browser(server, monitor_csv, tmp_path):
             return p && p.dataset.swSeek === '1' && p._fullLayout && p._fullLayout.xaxis.range[1] > 1.5; }""",
                                timeout=10000)
         before = page.locator("#sw-seek input").input_value()
-        box = page.locator("#sw-rec-prob .nsewdrag").first.bounding_box()
-        page.mouse.click(box["x"] + 0.75 * box["width"], box["y"] + 0.5 * box["height"])
+        # Click on the analysed frame 3/4 of the way through the 2 s recording, where Plotly draws it.
+        x, y, t = page.evaluate("""() => { const p = document.querySelector('#sw-rec-prob .js-plotly-plot');
+            const xa = p._fullLayout.xaxis, ya = p._fullLayout.yaxis, r = p.getBoundingClientRect();
+            const t = p.data[0].x[Math.floor(p.data[0].x.length * 3 / 4)];
+            return [r.left + xa._offset + xa.l2p(t), r.top + ya._offset + ya._length / 2, t]; }""")
+        page.mouse.click(x, y)
         page.wait_for_function("(before) => document.querySelector('#sw-seek input').value !== before", arg=before,
                                timeout=10000)
         clicked = float(page.locator("#sw-seek input").input_value())
-        assert 0.5 < clicked < 2.0  # 3/4 of the way across a 2 s recording
+        assert 0.5 < clicked < 2.0 and clicked == pytest.approx(t)
         page.get_by_text(f"frame at {clicked:.1f} s").wait_for(timeout=15000)
         page.screenshot(path=str(SHOTS / "recorded_seek.png"), full_page=True)
         browser.close()
@@ -276,7 +281,7 @@ def test_settings_switch_weights_live_and_refuse_others(server, media):
 def test_frame_at_seeks_to_the_frame_shown_at_a_time(tmp_path):
     import av
     import numpy as np
-    from apps.dashboard import frame_at
+    from apps.dashboard.files import frame_at
     path = write_video(tmp_path / "seek.mp4", n=60, options={"preset": "ultrafast", "g": "10"})
     with av.open(str(path)) as c:
         decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]

@@ -20,7 +20,7 @@ def test_task_list_drives_the_heads(scene_frame):
     model = create_model("scopewatch_lap5_small", tasks=tasks)
     assert model.presence.out_features == model.severity.out_features == model.directional_presence.out_features == 3
     [p] = Predictor(model, "cpu").predict([scene_frame])
-    assert set(p.probabilities) == set(tasks) == set(p.levels)
+    assert set(p.probabilities) == set(tasks) == set(p.severities)
     assert 0 <= p.quality <= 100 and all(0 <= v <= 1 for v in p.probabilities.values())
     with pytest.raises(KeyError):
         create_model("scopewatch_lap5_small", tasks=("noise", "glare"))

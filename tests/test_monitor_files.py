@@ -28,7 +28,7 @@ def predictor(tiny_predictor):
 
 
 def run_cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -181,11 +181,14 @@ def test_unreachable_url_fails_after_the_timeout(tmp_path, weights):
 
 
 def test_open_source_picks_by_scheme(tmp_path):
-    from monitor.sources import DeviceSource, StreamSource, SyntheticSource
+    from apps.feeds import open_feed
+    from monitor.sources import ArraySource, DeviceSource, StreamSource
     assert isinstance(open_source("rtsp://127.0.0.1/x"), StreamSource)
     assert isinstance(open_source("udp://127.0.0.1:5000"), StreamSource)
     assert isinstance(open_source("/dev/video0"), DeviceSource)
-    assert isinstance(open_source("synthetic:5"), SyntheticSource)
+    assert isinstance(open_feed("synthetic:5"), ArraySource)  # the apps' demo feed, an ordinary source
+    with pytest.raises(SourceError, match="unsupported scheme"):
+        open_source("synthetic:5")  # the monitor itself knows no synthesis
     assert isinstance(open_source(str(tmp_path / "a.mp4")), FileSource)
     with pytest.raises(SourceError, match="unsupported scheme"):
         open_source("gopher://x/y")

@@ -193,7 +193,7 @@ def test_watch_stops_cleanly_on_ctrl_c_with_files_closed(tmp_path, tiny_weights)
     import sys
     from conftest import ROOT
     weights = tiny_weights
-    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "watch", "synthetic:60", "--realtime",
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "watch", "synthetic:60", "--realtime",
                              "--csv", str(tmp_path / "w.csv"), "--events", str(tmp_path / "w.json"),
                              "--weights", str(weights)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     csv_path = tmp_path / "w.csv"
@@ -211,7 +211,7 @@ def test_watch_duration_and_status_line(tmp_path, tiny_weights):
     import sys
     from conftest import ROOT
     weights = tiny_weights
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "watch", "synthetic:60", "--realtime", "--duration", "3",
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "watch", "synthetic:60", "--realtime", "--duration", "3",
                         "--weights", str(weights)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "[live]" in r.stderr and "fps" in r.stderr and "dropped" in r.stderr
@@ -235,7 +235,7 @@ def test_watchdog_declares_a_silent_stream_stalled_and_reopens_it(predictor, tmp
 
 
 def test_three_feeds_share_one_worker_and_a_dead_feed_starves_no_other(predictor, tmp_path):
-    from monitor.pipeline import InferenceWorker
+    from monitor.inference import InferenceWorker
     cfg = live_config(max_reconnects=2)
     worker = InferenceWorker(predictor, cfg.buffer.batch_size)
     ports = [free_port() for _ in range(3)]
@@ -277,7 +277,7 @@ def test_three_feeds_share_one_worker_and_a_dead_feed_starves_no_other(predictor
 def test_watch_command_with_several_sources_writes_one_set_of_files_per_feed(tiny_weights, tmp_path):
     import sys
     from conftest import ROOT
-    cmd = [sys.executable, "-m", "monitor.cli", "watch", "synthetic:3", "synthetic:4", "--every-frame",
+    cmd = [sys.executable, "-m", "apps.cli", "watch", "synthetic:3", "synthetic:4", "--every-frame",
            "--weights", str(tiny_weights)]
     r = subprocess.run(cmd + ["--out-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

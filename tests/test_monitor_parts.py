@@ -1,19 +1,18 @@
-import http.server
-import json
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from model.decision import Decision
 from monitor.buffer import Control, RingBuffer
+from monitor.capture import Sampler
 from monitor.config import EventConfig, ScopeWatchConfig
-from monitor.events import EventDetector
-from monitor.pipeline import Sampler
+from monitor.outputs.events import EventDetector
+from monitor.outputs.webhook import WebhookSender
 from monitor.records import FrameResult, StreamState
-from monitor.webhook import WebhookSender
 
-from helpers import free_port
+from helpers import HookServer, free_port
 
 TASKS = ("noise", "smoke")
 
@@ -71,8 +70,8 @@ def result(t, noise=0.0, smoke=0.0, quality=90.0, state=StreamState.LIVE):
                        10.0, state)
 
 
-def run_events(signal, cfg=None, image=None, step=0.1):
-    det = EventDetector(TASKS, cfg or EventConfig(smoothing_s=0.3, min_duration_s=1.0), "s")
+def run_events(signal, image=None, step=0.1):
+    det = EventDetector(TASKS, EventConfig(smoothing_s=0.3), "s", Decision(min_duration_s=1.0))
     events = []
     for i, (n, s, q) in enumerate(signal):
         img = image(i) if image else None
@@ -129,7 +128,7 @@ def test_freeze_and_black_frames():
 
 def test_a_slow_scene_under_smoke_is_not_a_freeze_but_a_repeated_encoded_picture_is(tmp_path):
     import av
-    from monitor.sources import RawFrame, SyntheticSource
+    from training.demo import DemoFeed
     from training.synth import ClipWriter
 
     def freezes(frames):
@@ -140,7 +139,7 @@ def test_a_slow_scene_under_smoke_is_not_a_freeze_but_a_repeated_encoded_picture
             out += [e for e in det.update(r, img) if e.kind == "freeze"]
         return out + [e for e in det.flush() if e.kind == "freeze"]
 
-    demo = [(f.time_s, f.array) for f in SyntheticSource(20).frames() if isinstance(f, RawFrame)]
+    demo = list(DemoFeed(20))
     assert freezes(demo) == []  # its smoke and blur spells (2-19 s) flatten the picture and its motion
     still = demo[250][1]
     path = tmp_path / "still.mp4"
@@ -152,7 +151,7 @@ def test_a_slow_scene_under_smoke_is_not_a_freeze_but_a_repeated_encoded_picture
     found = freezes(decoded)
     assert len(found) == 1 and found[0].duration_s >= 2.0
 
-    det = EventDetector(TASKS, EventConfig(smoothing_s=0.1, min_duration_s=0.5), "s")
+    det = EventDetector(TASKS, EventConfig(smoothing_s=0.1), "s", Decision(min_duration_s=0.5))
     for i in range(20):
         det.update(result(i * 0.1, 0.95))
     closed = det.update(result(2.0, state=StreamState.RECONNECTING))
@@ -160,36 +159,18 @@ def test_a_slow_scene_under_smoke_is_not_a_freeze_but_a_repeated_encoded_picture
 
 
 def test_webhook_posts_events_with_retries():
-    received, fail_first = [], {"n": 1}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            if fail_first["n"]:
-                fail_first["n"] -= 1
-                self.send_response(503)
-            else:
-                received.append(json.loads(body))
-                self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    port = free_port()
-    server = http.server.HTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    sender = WebhookSender(f"http://127.0.0.1:{port}/hook", retries=2, backoff_s=0.05)
+    hook = HookServer(fail_first=1)
+    sender = WebhookSender(hook.url, retries=2, backoff_s=0.05)
     t = time.time()
     sender.send({"kind": "distortion", "name": "smoke"})
     assert time.time() - t < 0.05  # never blocks the caller
     for _ in range(50):
-        if received:
+        if hook.received:
             break
         time.sleep(0.05)
     sender.close()
-    server.shutdown()
-    assert received == [{"kind": "distortion", "name": "smoke"}] and sender.sent == 1
+    hook.close()
+    assert hook.received == [{"kind": "distortion", "name": "smoke"}] and sender.sent == 1
 
 
 def test_webhook_to_a_dead_url_gives_up_without_blocking():
@@ -201,13 +182,17 @@ def test_webhook_to_a_dead_url_gives_up_without_blocking():
 
 def test_config_rejects_nonsense():
     with pytest.raises(ValueError):
-        EventConfig(on_threshold=0.3, off_threshold=0.6)
+        Decision(hysteresis=0.6)  # episodes could never close
+    with pytest.raises(ValueError):
+        Decision(thresholds={"smoke": 0.95})
+    with pytest.raises(ValueError):
+        EventConfig(smoothing_s=-1.0)
     cfg = ScopeWatchConfig()
     assert cfg.to_dict()["sampling"]["fps"] == 5.0
 
 
 def test_timeline_memory_is_bounded_while_its_summary_stays_exact():
-    from monitor.timeline import Timeline
+    from monitor.outputs.timeline import Timeline
     tasks = ("smoke", "noise")
     rng = np.random.default_rng(0)
     tl = Timeline(tasks, recent_s=10.0, archive_points=50)

@@ -29,7 +29,7 @@ def clip(tmp_path_factory):
 
 
 def test_episodes_in_the_output_match_the_truth(clip):
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "analyze", str(clip), "-q"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "analyze", str(clip), "-q"], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     events = json.loads(clip.with_name(clip.name + ".scopewatch.events.json").read_text())["events"]

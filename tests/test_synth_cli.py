@@ -13,7 +13,7 @@ from conftest import ROOT, surgical
 
 
 def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
 
 

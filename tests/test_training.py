@@ -128,7 +128,7 @@ def test_weight_average_lags_the_weights_and_starts_close_to_them():
     *([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA GPU")]),
 ])
 def test_bad_training_settings_give_one_line_and_exit_2(tmp_path, args, message):
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "train", "--out", str(tmp_path / "run"), *args],
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "train", "--out", str(tmp_path / "run"), *args],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr

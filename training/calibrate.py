@@ -12,17 +12,14 @@ with z the presence logits, u the directional pathway's logits (both over the ta
 task-by-task mixing (identity before calibration), B the directional share (zero before) and c a
 shift. (A, B, c) minimise the binary cross-entropy of the clip decisions, the mean of sigmoid(z')
 over a clip's frames as `scopewatch evaluate` decides, plus `L2` x the squared distance of (A, B)
-from (identity, zero). Decided on validation alone (four 120-clip sets of validation content,
-fitted on three, scored on the fourth): for synth_v9 the held-out micro-F1 went 0.932 -> 0.952 and
-exact match 0.831 -> 0.875, where per-task thresholds from a 0.25-0.75 grid (this command's earlier
-method) reached 0.936 / 0.842. Most of the gain is uneven illumination's operating point, which
-falls to a raw probability of ~0.15; on real footage that point costs false alarms (the figures and
-the variants tried are in model/weights/ablation/README.md).
-The data must be made from *validation* content, never from test content.
+from (identity, zero). The layer was chosen over per-task thresholds on validation clips alone;
+docs/MODEL.md gives the figures, including what it costs on real footage, and
+reports/ablation/README.md the variants tried. The data must be made from *validation* content,
+never from test content.
 
 The layer is folded into the checkpoint: A into the presence head's weights and bias, B into the
 `directional_mix` layer (model.network), c into the bias. A calibrated checkpoint decides at 0.5
-like any other, so nothing downstream (events' hysteresis, badges, CSV) needs to know; the fitted
+like any other (model.decision), so nothing downstream (events, badges, CSV) needs to know; the fitted
 layer and the clip figures before and after are recorded in the checkpoint's metrics.
 """
 from __future__ import annotations
@@ -35,6 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.decision import PRESENCE_THRESHOLD
 from model.factory import create_model
 from model.predict import Predictor
 from training.evaluate import find_labels, sample_frames, true_presence
@@ -101,7 +99,7 @@ def fold_decision_layer(model, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor
 
 
 def clip_scores(prob: np.ndarray, y_true: np.ndarray) -> dict[str, float]:
-    y_pred = prob >= 0.5
+    y_pred = prob >= PRESENCE_THRESHOLD
     return {"micro_f1": micro_f1(y_true, y_pred), "exact_match": exact_match(y_true, y_pred)}
 
 

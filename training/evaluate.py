@@ -19,6 +19,7 @@ import av
 import numpy as np
 from tqdm import tqdm
 
+from model.decision import Decision
 from model.predict import Predictor
 from model.tasks import severity_to_level
 from training.labels import LabelledItem, LabelError, read_labels_csv, read_lvq
@@ -75,13 +76,15 @@ def clip_predictions(predictor: Predictor, items: list[LabelledItem], frames_per
             "frames": analysed, "seconds": infer_s}
 
 
-def evaluate(predictor: Predictor, data: Path, frames_per_clip: int = 8, progress: bool = True) -> dict:
+def evaluate(predictor: Predictor, data: Path, frames_per_clip: int = 8, progress: bool = True,
+             decision: Decision | None = None) -> dict:
     tasks = predictor.tasks
+    decision = decision or Decision()
     items = find_labels(data, tasks)
     clips = clip_predictions(predictor, items, frames_per_clip, progress)
     prob, sev, quals = clips["probability"], clips["severity"], clips["quality"]
     y_true = true_presence(items, tasks)
-    y_pred = np.array([[prob[i, j] >= predictor.thresholds[t] for j, t in enumerate(tasks)] for i in range(len(items))])
+    y_pred = np.array([[decision.present(t, prob[i, j]) for j, t in enumerate(tasks)] for i in range(len(items))])
     known = all(v is not None for it in items for v in it.levels.values())
     report = {"data": str(data), "clips": len(items), "frames_per_clip": frames_per_clip, "model": predictor.name,
               "tasks": list(tasks)}

@@ -18,10 +18,12 @@ from pathlib import Path
 import av
 import numpy as np
 
+from model.decision import Decision
 from model.predict import load_predictor
 from training.content import read_image
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "surgical"
+DECISION = Decision()  # the monitor's default decision, as a run without settings makes it
 
 
 def video_frames(path: Path, start_s: float = 0.0, every: int = 1) -> list[np.ndarray]:
@@ -34,11 +36,11 @@ def video_frames(path: Path, start_s: float = 0.0, every: int = 1) -> list[np.nd
 
 
 def flagged(predictor, frames, batch: int = 16) -> np.ndarray:
-    """(frames, tasks) booleans: presence probability over the task's threshold."""
+    """(frames, tasks) booleans: the run's decision on each frame."""
     rows = []
     for i in range(0, len(frames), batch):
         for p in predictor.predict(frames[i:i + batch]):
-            rows.append([p.probabilities[t] >= predictor.thresholds[t] for t in predictor.tasks])
+            rows.append([DECISION.present(t, p.probabilities[t]) for t in predictor.tasks])
     return np.array(rows, bool)
 
 
@@ -66,7 +68,7 @@ def run(predictor, data: Path) -> dict:
         files = sorted(p for p in hold.iterdir() if p.suffix.lower() in (".png", ".jpg"))
         preds = predictor.predict([read_image(p) for p in files])
         report["holdout_clean_frames"] = {
-            p.name: {"alarms": [t for t in tasks if r.probabilities[t] >= predictor.thresholds[t]],
+            p.name: {"alarms": DECISION.alarms(r.probabilities),
                      "quality": round(r.quality, 1)} for p, r in zip(files, preds)}
         report["holdout_clean_any_alarm"] = float(np.mean([bool(v["alarms"]) for v in report["holdout_clean_frames"].values()]))
     blur = data / "real_degraded" / "motion_blur_instrument.png"

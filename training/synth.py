@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from model.tasks import DEFAULT_TASKS, NUM_LEVELS, level_to_severity
-from training.compose import Episode, Recipe
+from training.compose import Recipe
 from training.content import Content
 from training.quality import fr_quality
 
@@ -126,15 +126,3 @@ def synthesize(out: Path, contents: list[Content], clips: int, seconds: float, f
             log.info("%s: %s quality %.1f", plan.file,
                      ", ".join(f"{t}={lvl}" for t, lvl in plan.levels.items() if lvl) or "clean", np.mean(q))
     return labels
-
-
-def demo_episodes(seconds: float) -> list[Episode]:
-    """A sample procedure with scheduled trouble: smoke rising and clearing, a defocus spell, a
-    burst of sensor noise, a spell of motion blur and an off-centre light. Times scale with `seconds`."""
-    s = seconds / 60.0
-
-    def ep(name, level, a, b, ramp):
-        return Episode(name, level_to_severity(level), a * s, b * s, ramp * s)
-
-    return [ep("smoke", 3, 6, 20, 4), ep("defocus_blur", 3, 24, 31, 1), ep("noise", 2, 34, 41, 0.5),
-            ep("motion_blur", 3, 44, 48, 0.5), ep("uneven_illumination", 3, 51, 58, 2)]

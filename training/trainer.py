@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from model.decision import PRESENCE_THRESHOLD
 from model.factory import create_model
 from model.predict import resolve_device
 from model.tasks import DEFAULT_TASKS, severity_to_level
@@ -202,7 +203,7 @@ def evaluate_batches(model, batches: list[dict], cfg: TrainConfig) -> dict:
     model.train(was_training)
     prob, sev = torch.cat(probs).numpy(), torch.cat(sev).numpy()
     y, s = torch.cat(ys).numpy() > 0.5, torch.cat(ss).numpy()
-    pred = prob >= 0.5
+    pred = prob >= PRESENCE_THRESHOLD
     to_level = np.vectorize(severity_to_level)
     m = identification_metrics(y, pred, cfg.tasks, to_level(s) * y, np.maximum(to_level(sev), 1) * pred)
     m |= quality_metrics(torch.cat(qual).numpy(), torch.cat(qs).numpy())

@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from model.decision import Decision
 from monitor.records import FrameResult
 
 
@@ -31,10 +32,11 @@ def severity_key(result: FrameResult) -> float:
 
 
 class Timeline:
-    def __init__(self, tasks, thresholds: dict[str, float] | None = None, recent_s: float = 600.0,
-                 archive_points: int = 2000):
+    def __init__(self, tasks, decision: Decision | None = None, recent_s: float = 600.0, archive_points: int = 2000):
+        """`decision`: the run's, read as each result arrives (a threshold changed mid-run counts
+        from then on)."""
         self.tasks = tuple(tasks)
-        self.thresholds = {t: 0.5 for t in self.tasks} | (thresholds or {})
+        self.decision = decision or Decision()
         self.recent_s, self.archive_points = recent_s, archive_points
         self.recent: deque[FrameResult] = deque()
         self.archive: list[FrameResult] = []
@@ -60,7 +62,7 @@ class Timeline:
             return
         self.frames_analysed += 1
         for t in self.tasks:
-            self._present[t] += r.probabilities.get(t, 0.0) >= self.thresholds[t]
+            self._present[t] += self.decision.present(t, r.probabilities.get(t, 0.0))
             self._worst_level[t] = max(self._worst_level[t], r.levels.get(t, 0))
         if r.quality is not None:
             self._quality_sum += r.quality

@@ -1,11 +1,12 @@
 """From per-frame probabilities to episodes a person cares about.
 
 Probabilities are smoothed in time (exponential, time constant `smoothing_s`, using the real time
-between analysed frames) and thresholded with hysteresis (open at `on_threshold`, close under
-`off_threshold`), so an episode neither flickers at the boundary nor starts on one bad frame. The
-smoothing decides *that* there is an episode; its boundaries come from the raw signal (from where it
-first rose above `off_threshold` to the last frame above it), so they do not lag by the smoothing.
-Episodes shorter than `min_duration_s` are dropped. Besides one episode kind per distortion there
+between analysed frames) and thresholded with the run's `Decision` (open above the task's threshold
+plus its hysteresis, close under the threshold minus it), so an episode neither flickers at the
+boundary nor starts on one bad frame. The smoothing decides *that* there is an episode; its
+boundaries come from the raw signal (from where it first rose above the closing level to the last
+frame above it), so they do not lag by the smoothing. Episodes shorter than the decision's
+`min_duration_s` are dropped. Besides one episode kind per distortion there
 are the cheap checks of broadcast monitors (FFmpeg's blackdetect/freezedetect): quality below a
 threshold, a frozen picture, a black picture. Each event keeps a JPEG thumbnail of its worst frame.
 """
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
+from model.decision import Decision
 from monitor.config import EventConfig
 from monitor.records import FrameResult
 
@@ -107,9 +109,10 @@ class _Episode:
 
 
 class EventDetector:
-    def __init__(self, tasks, cfg: EventConfig | None = None, source_id: str = ""):
+    def __init__(self, tasks, cfg: EventConfig | None = None, source_id: str = "", decision: Decision | None = None):
         self.tasks = tuple(tasks)
         self.cfg = cfg or EventConfig()
+        self.decision = decision or Decision()
         self.source_id = source_id
         self.smoothed: dict[str, float] = {}
         self.open: dict[str, _Episode] = {}
@@ -136,14 +139,14 @@ class EventDetector:
         signals = {t: r.probabilities[t] for t in self.tasks if t in r.probabilities}
         for name, p in signals.items():
             s = self.smoothed[name] = p if name not in self.smoothed else self.smoothed[name] + a * (p - self.smoothed[name])
-            closed += self._hysteresis(name, "distortion", p >= self.cfg.off_threshold, s >= self.cfg.on_threshold,
-                                       s < self.cfg.off_threshold, r, p, image, worse_is_higher=True)
+            on, off = self.decision.event_on(name), self.decision.event_off(name)
+            closed += self._hysteresis(name, "distortion", p >= off, s >= on, s < off, r, p, image, worse_is_higher=True)
         if r.quality is not None:
             q = self.smoothed["quality"] = r.quality if "quality" not in self.smoothed else \
                 self.smoothed["quality"] + a * (r.quality - self.smoothed["quality"])
-            closed += self._hysteresis("low_quality", "low_quality", r.quality < self.cfg.quality_below + 5.0,
-                                       q < self.cfg.quality_below, q >= self.cfg.quality_below + 5.0, r, r.quality,
-                                       image, worse_is_higher=False)
+            below, recovered = self.decision.quality_below, self.decision.quality_below + self.decision.quality_hysteresis
+            closed += self._hysteresis("low_quality", "low_quality", r.quality < recovered, q < below, q >= recovered,
+                                       r, r.quality, image, worse_is_higher=False)
         if picture is None and image is not None:
             picture = self.meter(image)
         if picture is not None:
@@ -172,7 +175,7 @@ class EventDetector:
 
     def _close(self, key: str, kind: str) -> list[Event]:
         ep = self.open.pop(key)
-        if ep.last_active - ep.start < self.cfg.min_duration_s:
+        if ep.last_active - ep.start < self.decision.min_duration_s:
             return []
         ev = ep.event(kind, key, self.source_id, self.cfg.thumbnail_width)
         self.events.append(ev)

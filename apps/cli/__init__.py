@@ -1,0 +1,40 @@
+"""`scopewatch`: the command line, one module per command family (`monitoring`: analyze, watch;
+`serving`: dashboard, demo; `training`: synth, train, evaluate, calibrate, contact-sheet). Each
+command parses and checks its arguments, then calls the package that does the work. A user mistake
+ends with one line on stderr and exit status 2, never a traceback."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from apps.cli import monitoring, serving, training  # noqa: E402  (after the analytics switch)
+from apps.cli.common import Parser, UsageError  # noqa: E402
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="scopewatch", description="Real-time distortion and quality monitor for surgical video.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    for family in (training, monitoring, serving):
+        family.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "tasks", False) is None and args.command == "synth":
+        from model.tasks import DEFAULT_TASKS
+        args.tasks = DEFAULT_TASKS
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return args.run(args)
+    except UsageError as e:
+        print(f"scopewatch {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"scopewatch {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,138 @@
+"""What the command families share: the one-line error convention, argument types, the argument
+groups several commands take (declared once here), and the run's config, predictor and sources."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from monitor.config import ConfigError, ScopeWatchConfig, build_config, mode_default
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for (exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + message; one clear line is enough
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 640x360, got {text!r}") from None
+    if not (64 <= w <= 4096 and 64 <= h <= 4096) or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"size must be even numbers between 64 and 4096, got {text!r}")
+    return w, h
+
+
+def positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+    return parse
+
+
+def task_list(text: str) -> tuple[str, ...]:
+    from model.tasks import validate_tasks
+    try:
+        return validate_tasks(t.strip() for t in text.split(",") if t.strip())
+    except (KeyError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e).strip("'\"")) from None
+
+
+# -- argument groups shared by several commands ---------------------------------------------------
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def add_weights_args(p, required: bool = False) -> None:
+    p.add_argument("--weights", type=Path, required=required,
+                   help="checkpoint (the trainer's best.pt)" if required else "checkpoint (default: the shipped weights)")
+
+
+def add_device_arg(p) -> None:
+    p.add_argument("--device", choices=DEVICES, help="where the model runs (default auto: CUDA when present)")
+
+
+def add_monitor_args(p) -> None:
+    """The model and outputs of a monitoring run, and its settings file."""
+    add_weights_args(p)
+    add_device_arg(p)
+    p.add_argument("--webhook", help="POST each event as JSON to this URL")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="JSON settings ({section: {setting: value}}, sections of monitor.config.ScopeWatchConfig: "
+                        "source, sampling, buffer, model, events, output, timeline, decision); flags override it")
+
+
+def add_sampling_args(p, mode: str) -> None:
+    default = mode_default(mode, "sampling.fps")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--fps", type=positive(float),
+                   help=f"analysed frames per second of media (default {default or 'every frame'})")
+    g.add_argument("--every-frame", action="store_true", help="analyse every decoded frame")
+
+
+def add_clip_data_args(p) -> None:
+    """A labelled clip folder and how much of each clip is analysed (evaluate, calibrate)."""
+    p.add_argument("--frames-per-clip", type=positive(int), default=8, help="frames analysed per clip (default 8)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+# -- what a run is built from ----------------------------------------------------------------------
+def run_config(args, mode: str, **given) -> ScopeWatchConfig:
+    """The run's one config: `mode`'s defaults, then --config FILE, then the flags given (`given`:
+    dotted settings the caller read off its own flags; None values were not given)."""
+    cli = {k: v for k, v in given.items() if v is not None}
+    if getattr(args, "every_frame", False):
+        cli["sampling.fps"] = None
+    elif getattr(args, "fps", None) is not None:
+        cli["sampling.fps"] = args.fps
+    for key, attr in (("model.weights", "weights"), ("output.webhook", "webhook")):
+        if getattr(args, attr, None) is not None:
+            cli[key] = str(getattr(args, attr))
+    if getattr(args, "device", None) is not None:
+        cli["model.device"] = args.device
+    try:
+        return build_config(mode, getattr(args, "config", None), cli)
+    except ConfigError as e:
+        raise UsageError(f"--config: {e}" if getattr(args, "config", None) else str(e)) from None
+
+
+def load_predictor(weights, device):
+    from model import CheckpointError
+    from model import load_predictor as load
+    try:
+        return load(weights, device or "auto")
+    except (CheckpointError, ValueError) as e:
+        raise UsageError(str(e)) from None
+
+
+def predictor_for(cfg: ScopeWatchConfig):
+    return load_predictor(cfg.model.weights, cfg.model.device)
+
+
+def open_checked(uri: str, cfg: ScopeWatchConfig):
+    """The opened source for `uri`, or a UsageError saying why it cannot be read."""
+    from apps.feeds import open_feed
+    from monitor.sources import SourceError
+    try:
+        source = open_feed(uri, cfg.source)
+        source.open()
+        return source
+    except SourceError as e:
+        raise UsageError(str(e)) from None
+
+
+def check_writable(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists() or not os.access(parent, os.W_OK):
+        raise UsageError(f"cannot write {path} (folder missing or read-only); choose another place with --csv/--events")

@@ -1,0 +1,193 @@
+"""The dashboard's page (Gradio Blocks): a Live tab (feeds as tiles, the current frame, charts,
+badges, events), a Recorded tab (analyse an upload or a file of the allowed folder, seek by
+clicking a chart point, an event or a thumbnail, download the CSV and events) and Settings
+(thresholds, sampling, smoothing, weights), wired to the feeds hub. It shows only what the
+monitor produced: charts and tables read the same `FrameResult`s that the CSV holds, and the
+downloads are the very files the monitor wrote.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from apps.dashboard.charts import WINDOWS, downsample, probability_figure, quality_figure, windowed
+from apps.dashboard.files import allowed_files, frame_at, resolve_in, weights_choices
+from apps.dashboard.hub import SourceHub, analyse_recording
+from apps.dashboard.widgets import EVENT_HEADERS, badges_html, events_gallery, events_rows, tiles_html
+from model.checkpoint import CheckpointError, load_checkpoint
+from model.decision import Decision
+from model.factory import DEFAULT_MODEL, weights_path
+from model.tasks import task_spec
+from monitor.config import ScopeWatchConfig
+from monitor.sources import SourceError
+
+
+def live_tab(hub: SourceHub, tasks, decision: Decision, default_source: str) -> None:
+    """Feeds as tiles, the chosen feed's frame, badges, charts and events, refreshed twice a second."""
+
+    def live_update(uri, window, shown):
+        """One refresh of the Live tab; the thumbnails are sent only when the feed's events change
+        (`shown`: the feed and event count this viewer has)."""
+        tiles = tiles_html(hub.running(), uri.strip())
+        session = hub.get(uri.strip())
+        if session is None:
+            return None, badges_html(None), probability_figure([], tasks, decision), quality_figure([]), [], [], tiles, None
+        rows = downsample(windowed(session.timeline.snapshot(), WINDOWS[window]))
+        events = list(session.events)
+        now = (uri.strip(), len(events))
+        gallery = gr.skip() if now == shown else events_gallery(events)
+        return (session.latest_image, badges_html(session), probability_figure(rows, tasks, decision), quality_figure(rows),
+                events_rows(events), gallery, tiles, now)
+
+    def start(uri):
+        try:
+            hub.start(uri.strip())
+        except SourceError as e:
+            raise gr.Error(str(e))
+        return f"watching {uri.strip()}"
+
+    def stop(uri):
+        hub.stop(uri.strip())
+        return f"stopped {uri.strip()}"
+
+    with gr.Row():
+        source = gr.Textbox(value=default_source, label="Source (rtsp://, udp://, /dev/videoN, file, synthetic:SECONDS)",
+                            scale=4, elem_id="sw-source")
+        start_btn = gr.Button("Start", variant="primary", scale=1)
+        stop_btn = gr.Button("Stop", scale=1)
+    status = gr.Markdown()
+    tiles = gr.HTML(label="Feeds (click one to open it)")
+    badges = gr.HTML(badges_html(None))
+    with gr.Row():
+        preview = gr.Image(label="Current frame", height=300, scale=2)
+        with gr.Column(scale=3):
+            window = gr.Radio(list(WINDOWS), value="1 min", label="Chart window")
+            prob_plot = gr.Plot(label="Distortions")
+    quality_plot = gr.Plot(label="Quality")
+    events_table = gr.Dataframe(headers=EVENT_HEADERS, label="Events", interactive=False)
+    thumbnails = gr.Gallery(label="Events: worst frame of each", columns=6, height=180, object_fit="contain")
+    shown = gr.State(None)
+    start_btn.click(start, source, status)
+    stop_btn.click(stop, source, status)
+    timer = gr.Timer(0.5)
+    timer.tick(live_update, [source, window, shown],
+               [preview, badges, prob_plot, quality_plot, events_table, thumbnails, tiles, shown])
+
+
+def recorded_tab(predictor, cfg: ScopeWatchConfig, allowed: Path | None, out_dir: Path) -> None:
+    """Analyse an upload or a file of the allowed folder; seek by a chart point, an event or a thumbnail."""
+    tasks, decision = predictor.tasks, cfg.decision
+
+    def analyse(upload, chosen, progress=gr.Progress()):
+        if upload:
+            path = Path(upload)
+        elif chosen and allowed:
+            path = resolve_in(allowed, chosen)
+        else:
+            raise gr.Error("upload a video or choose one from the folder")
+        try:
+            session, csv_path, events_path = analyse_recording(path, predictor, cfg, out_dir, progress)
+        except SourceError as e:
+            raise gr.Error(str(e))
+        rows = downsample(session.timeline.analysed())
+        first = frame_at(path, rows[0].time_s) if rows else None
+        return (probability_figure(rows, tasks, decision), quality_figure(rows), events_rows(session.events),
+                str(csv_path), str(events_path), session.summary_text(), str(path), first,
+                events_gallery(session.events), [e.start_s for e in session.events if e.thumbnail_jpeg])
+
+    def jump(table, evt: gr.SelectData):
+        """A click on an event row moves the "frame at" box to the event's start."""
+        if evt.index is None or table is None or not len(table):
+            return gr.skip()
+        return float(table.iloc[evt.index[0]]["start (s)"])
+
+    def jump_to_thumbnail(starts, evt: gr.SelectData):
+        """... and so does a click on an event's thumbnail."""
+        return gr.skip() if evt.index is None or not starts else float(starts[evt.index])
+
+    def show_at(path, t):
+        if not path or t is None:
+            return None, ""
+        return frame_at(Path(path), float(t)), f"frame at {float(t):.1f} s"
+
+    with gr.Row():
+        upload = gr.File(label="Upload a video", file_types=["video"], type="filepath")
+        chosen = gr.Dropdown(choices=allowed_files(allowed), label=f"…or choose from {allowed}" if allowed else "No folder configured",
+                             allow_custom_value=True)
+    analyse_btn = gr.Button("Analyse", variant="primary")
+    recording = gr.State("")
+    with gr.Row():
+        summary = gr.Textbox(label="Summary", lines=8, scale=3)
+        with gr.Column(scale=2):
+            rec_frame = gr.Image(label="Frame (click an event or a chart point)", height=220)
+            seek = gr.Number(label="Frame at (s)", elem_id="sw-seek", minimum=0)
+            rec_frame_time = gr.Markdown()
+    rec_prob = gr.Plot(label="Distortions", elem_id="sw-rec-prob")
+    rec_quality = gr.Plot(label="Quality", elem_id="sw-rec-quality")
+    rec_events = gr.Dataframe(headers=EVENT_HEADERS, label="Events (click a row to see its frame)", interactive=False)
+    rec_thumbnails = gr.Gallery(label="Events: worst frame of each (click one to see its start)", columns=6,
+                                height=180, object_fit="contain")
+    thumbnail_starts = gr.State([])
+    with gr.Row():
+        csv_file = gr.File(label="CSV timeline", elem_id="sw-csv")
+        events_file = gr.File(label="Events JSON")
+    analyse_btn.click(analyse, [upload, chosen], [rec_prob, rec_quality, rec_events, csv_file, events_file,
+                                                 summary, recording, rec_frame, rec_thumbnails, thumbnail_starts])
+    rec_events.select(jump, rec_events, seek)
+    rec_thumbnails.select(jump_to_thumbnail, thumbnail_starts, seek)
+    seek.change(show_at, [recording, seek], [rec_frame, rec_frame_time])
+
+
+def settings_tab(predictor, cfg: ScopeWatchConfig, hub: SourceHub, checkpoints: dict[str, Path], current: Path) -> None:
+    """Thresholds (the run's decision, changed in place), sampling, smoothing and the weights file."""
+    tasks, decision = predictor.tasks, cfg.decision
+    loaded = {"weights": str(current)}  # what the shared predictor runs now
+
+    def apply_settings(*values):
+        chosen = values[-1]
+        if chosen and chosen != loaded["weights"]:
+            if chosen not in checkpoints:
+                raise gr.Error(f"refused: {chosen!r} is not one of the offered weights files")
+            try:
+                predictor.replace_model(load_checkpoint(checkpoints[chosen]))
+            except (CheckpointError, ValueError) as e:
+                raise gr.Error(f"weights not changed: {e}")
+            loaded["weights"] = chosen
+        for t, v in zip(tasks, values[:len(tasks)]):
+            try:
+                decision.set_threshold(t, float(v))
+            except ValueError as e:
+                raise gr.Error(f"threshold not changed: {e}")
+        cfg.events.smoothing_s = float(values[len(tasks) + 1])  # running detectors share this config
+        hub.set_sampling(float(values[len(tasks)]) or None)
+        return f"settings applied to every feed (weights: {Path(chosen).name if chosen else 'unchanged'})"
+
+    lo = round(decision.hysteresis + 0.05, 2)  # an episode must be able to open and close
+    sliders = [gr.Slider(lo, 1 - lo, value=decision.threshold(t), step=0.05, label=f"{task_spec(t).title} threshold")
+               for t in tasks]
+    fps = gr.Number(value=cfg.sampling.fps or 0, label="Sampling (analysed frames per second; 0 = every frame)")
+    smoothing = gr.Slider(0.0, 5.0, value=cfg.events.smoothing_s, step=0.1, label="Event smoothing (s)")
+    weights_file = gr.Dropdown(choices=list(checkpoints), value=str(current), label="Weights file")
+    applied = gr.Markdown()
+    gr.Button("Apply").click(apply_settings, [*sliders, fps, smoothing, weights_file], applied)
+
+
+def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowed_dir: Path | None = None,
+              out_dir: Path | None = None, weights: Path | None = None) -> tuple[gr.Blocks, SourceHub]:
+    """`weights`: the checkpoint `predictor` was loaded from (None: the shipped one). Every
+    threshold is the run's `cfg.decision`, which the Settings tab changes in place."""
+    out_dir = Path(out_dir or tempfile.mkdtemp(prefix="scopewatch-"))
+    hub = SourceHub(predictor, cfg, out_dir / "live")
+    allowed = Path(allowed_dir) if allowed_dir else None
+    current = Path(weights or weights_path(DEFAULT_MODEL)).resolve()
+    with gr.Blocks(title="ScopeWatch") as app:
+        gr.Markdown("# ScopeWatch — surgical video quality monitor")
+        with gr.Tab("Live"):
+            live_tab(hub, predictor.tasks, cfg.decision, default_source)
+        with gr.Tab("Recorded"):
+            recorded_tab(predictor, cfg, allowed, out_dir / "recorded")
+        with gr.Tab("Settings"):
+            settings_tab(predictor, cfg, hub, weights_choices(current, allowed), current)
+    return app, hub

@@ -1,0 +1,56 @@
+"""`PipelineMetrics`: the one place where a feed's rates, drops, latencies and state live. The
+stages record into it; the CLI's status line and the dashboard only read it."""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from monitor.records import FrameResult, StreamState
+
+
+@dataclass
+class PipelineMetrics:
+    state: StreamState = StreamState.CONNECTING
+    state_reason: str = ""
+    decoded: int = 0
+    analysed: int = 0
+    dropped: int = 0
+    queue_depth: int = 0
+    last_frame_wall: float | None = None
+    last_result: FrameResult | None = None
+    last_time_s: float = 0.0
+    _decode_times: deque = field(default_factory=lambda: deque(maxlen=100))
+    _result_times: deque = field(default_factory=lambda: deque(maxlen=100))
+    _latencies: deque = field(default_factory=lambda: deque(maxlen=2000))
+
+    def record_decoded(self, frame_wall: float) -> None:
+        self.decoded += 1
+        self._decode_times.append(time.time())
+        self.last_frame_wall = frame_wall
+
+    def record_result(self, now: float, latency_ms: float) -> None:
+        self.analysed += 1
+        self._result_times.append(now)
+        self._latencies.append(latency_ms)
+
+    @staticmethod
+    def _rate(times: deque, window_s: float = 5.0) -> float:
+        """Events per second over the last `window_s` seconds (the rate now, not since long ago)."""
+        recent = [t for t in list(times) if t >= times[-1] - window_s] if times else []
+        if len(recent) < 2 or recent[-1] == recent[0]:
+            return 0.0
+        return (len(recent) - 1) / (recent[-1] - recent[0])
+
+    @property
+    def capture_fps(self) -> float:
+        return self._rate(self._decode_times)
+
+    @property
+    def inference_fps(self) -> float:
+        return self._rate(self._result_times)
+
+    def latency_percentile(self, q: float) -> float | None:
+        return float(np.percentile(list(self._latencies), q)) if self._latencies else None

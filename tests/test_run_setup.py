@@ -126,3 +126,25 @@ def test_archive_analysis_posts_its_events_to_the_webhook(tmp_path):
     hook.close()
     written = json.loads(output_paths(clip, tmp_path / "out").events.read_text())["events"]
     assert written and [e["name"] for e in hook.received] == [e["name"] for e in written]
+
+
+def test_the_dashboards_feeds_name_their_files_like_every_other_source(tmp_path, tiny_weights):
+    from apps.dashboard.hub import SourceHub
+    from model.predict import load_predictor
+    hub = SourceHub(load_predictor(tiny_weights), build_config("live"), tmp_path)
+    session = hub.start("synthetic:1")
+    hub.threads["synthetic:1"].join(60)
+    hub.stop_all()
+    paths = output_paths("synthetic:1", tmp_path)
+    assert session.csv.path == paths.csv and paths.csv.exists() and paths.events.exists()
+    assert sum(1 for _ in open(paths.csv)) > 20  # header, state rows and the 25 frames
+
+
+def test_the_demo_posts_its_events_to_the_webhook(tmp_path):
+    hook = HookServer()
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "demo", "--no-browser", "--seconds", "12", "--out",
+                        str(tmp_path), "--webhook", hook.url], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    hook.close()
+    assert r.returncode == 0, r.stderr
+    written = json.loads((tmp_path / "demo.mp4.scopewatch.events.json").read_text())["events"]
+    assert len(written) >= 3 and [e["name"] for e in hook.received] == [e["name"] for e in written]

@@ -28,9 +28,14 @@ class SourceConfig:
             raise ValueError("rtsp_transport must be tcp or udp")
 
 
+# A recording is analysed 5 frames a second of media: episodes resolved to 0.2 s, finer than any
+# distortion episode lasts, while inference stays a small part of decoding a long recording.
+RECORDED_FPS = 5.0
+
+
 @dataclass
 class SamplingConfig:
-    fps: float | None = 5.0  # analysed frames per second of media; None = every frame (see MODES)
+    fps: float | None = RECORDED_FPS  # analysed frames per second of media; None = every frame (see MODES)
 
     def __post_init__(self):
         if self.fps is not None and self.fps <= 0:
@@ -98,16 +103,12 @@ class ScopeWatchConfig:
     timeline: TimelineConfig = field(default_factory=TimelineConfig)
     decision: Decision = field(default_factory=Decision)
 
-    def to_dict(self) -> dict:
-        return {f.name: vars(getattr(self, f.name)).copy() for f in fields(self)}
 
-
-# What differs between the ways of running: a recording is analysed at decoding speed, 5 frames a
-# second of media (episodes resolved to 0.2 s, finer than any distortion episode lasts, while
-# inference stays a small part of decoding a long recording); a live feed is analysed frame by
-# frame; the dashboard plays files at their own pace, as the live feeds they stand in for.
+# What differs between the ways of running: a recording is analysed at decoding speed, sampled; a
+# live feed is analysed frame by frame; the dashboard plays files at their own pace, as the live
+# feeds they stand in for.
 MODES: dict[str, dict[str, object]] = {
-    "recorded": {"sampling.fps": 5.0, "source.realtime": False},
+    "recorded": {"sampling.fps": RECORDED_FPS, "source.realtime": False},
     "live": {"sampling.fps": None, "source.realtime": False},
     "dashboard": {"sampling.fps": None, "source.realtime": True},
 }

@@ -187,8 +187,7 @@ def test_config_rejects_nonsense():
         Decision(thresholds={"smoke": 0.95})
     with pytest.raises(ValueError):
         EventConfig(smoothing_s=-1.0)
-    cfg = ScopeWatchConfig()
-    assert cfg.to_dict()["sampling"]["fps"] == 5.0
+    assert ScopeWatchConfig().sampling.fps == 5.0
 
 
 def test_timeline_memory_is_bounded_while_its_summary_stays_exact():

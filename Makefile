@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.scopewatch-installed
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup demo test bench weights evaluate realworld clean
+.PHONY: setup demo test bench weights evaluate realworld validate-real clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,12 @@ evaluate: setup $(TESTSET)/labels.csv
 
 realworld: setup
 	$(PY) -m training.realworld --out reports/realworld.json
+	$(VENV)/bin/scopewatch check-real eval --out reports
+
+# The real validation signal: the val split of the real footage through the monitor (frames with an
+# alarm and false events on clean items, recall on degraded ones); what may choose thresholds.
+validate-real: setup
+	$(VENV)/bin/scopewatch check-real val --out reports
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs data

@@ -1,5 +1,6 @@
 """`scopewatch`: the command line, one module per command family (`monitoring`: analyze, watch;
-`serving`: dashboard, demo; `training`: synth, train, evaluate, calibrate, contact-sheet). Each
+`serving`: dashboard, demo; `training`: synth, train, evaluate, calibrate, contact-sheet;
+`checking`: check-real, a checkpoint on real footage through the monitor). Each
 command parses and checks its arguments, then calls the package that does the work. A user mistake
 ends with one line on stderr and exit status 2, never a traceback."""
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from apps.cli import monitoring, serving, training  # noqa: E402  (after the analytics switch)
+from apps.cli import checking, monitoring, serving, training  # noqa: E402  (after the analytics switch)
 from apps.cli.common import Parser, UsageError  # noqa: E402
 
 
@@ -18,7 +19,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="scopewatch", description="Real-time distortion and quality monitor for surgical video.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    for family in (training, monitoring, serving):
+    for family in (training, checking, monitoring, serving):
         family.register(sub)
     return parser
 

@@ -26,11 +26,11 @@ from monitor.config import ScopeWatchConfig
 from monitor.outputs.events import EventDetector, Picture, PictureMeter, thumbnail
 from monitor.outputs.export import CsvTimelineWriter, EventsJsonWriter
 from monitor.outputs.naming import output_paths
+from monitor.outputs.timeline import Timeline
+from monitor.outputs.webhook import WebhookSender
 from monitor.pipeline import Monitor
 from monitor.records import FrameResult
 from monitor.sources import FileSource, SourceError, frame_at
-from monitor.outputs.timeline import Timeline
-from monitor.outputs.webhook import WebhookSender
 
 log = logging.getLogger("scopewatch.archive")
 

@@ -131,7 +131,7 @@ def _section(cls, values: dict, where: str):
 
 def _merged(cfg: ScopeWatchConfig, settings: dict[str, dict], where: str) -> ScopeWatchConfig:
     """`cfg` with the sections in `settings` ({section: {field: value}}) laid over it."""
-    known = {f.name: f for f in fields(cfg)}
+    known = [f.name for f in fields(cfg)]
     unknown = sorted(set(settings) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown section {unknown[0]!r} (known: {', '.join(known)})")

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from model.predict import Predictor
 from monitor.config import ScopeWatchConfig
+from monitor.inference import InferenceWorker
 from monitor.outputs.events import EventDetector
 from monitor.outputs.export import CsvTimelineWriter, EventsJsonWriter
-from monitor.inference import InferenceWorker
-from monitor.pipeline import Monitor
-from monitor.sources import FrameSource
 from monitor.outputs.timeline import Timeline, format_summary
 from monitor.outputs.webhook import WebhookSender
+from monitor.pipeline import Monitor
+from monitor.sources import FrameSource
 
 
 class Session:

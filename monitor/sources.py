@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 from urllib.parse import urlparse
 
 import av
@@ -353,17 +353,16 @@ class ArraySource(FrameSource):
     (the demo scene the apps build with training's synthesis), a test double. pts counts frames in
     a 1/fps time base; with `realtime` the frames come at their own pace, as a live feed's."""
 
-    def __init__(self, frames: Callable[[], Iterator[tuple[float, np.ndarray]]], info: SourceInfo,
-                 realtime: bool = False, source_id: str = "generated", description: str = "generated frames"):
-        """`frames`: called once per run, it returns the iterable (a generator function)."""
+    def __init__(self, frames: Iterable[tuple[float, np.ndarray]], info: SourceInfo, realtime: bool = False,
+                 source_id: str = "generated", description: str = "generated frames"):
         super().__init__(source_id)
-        self.make_frames, self.info, self.live, self.description = frames, info, realtime, description
+        self.arrays, self.info, self.live, self.description = frames, info, realtime, description
 
     def frames(self):
         start = time.time()
         yield StateChange(StreamState.LIVE, 0.0, start, self.description)
         i, t = 0, 0.0
-        for t, img in self.make_frames():
+        for t, img in self.arrays:
             if self.live and self.stop_event.wait(max(0.0, start + t - time.time())):
                 return
             if self.stop_event.is_set():

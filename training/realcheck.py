@@ -57,7 +57,7 @@ def expand(item: RealItem, data: Path) -> list[Path]:
     """The files of `item` under `data`: one video, or the frames or clips a glob names."""
     if "*" not in item.path:
         return [data / item.path] if (data / item.path).exists() else []
-    return sorted(p for p in data.glob(item.path) if p.is_file() and not p.name.endswith(".txt"))
+    return sorted(p for p in data.glob(item.path) if p.is_file())
 
 
 def is_image(path: Path) -> bool:

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from apps.cli.common import UsageError, add_device_arg, add_weights_args, predictor_for, run_config
+from apps.cli.common import UsageError, add_config_arg, add_device_arg, add_weights_args, predictor_for, run_config
 
 
 def observe_clip(path: Path, item, predictor, cfg):
@@ -77,6 +77,6 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default reports)")
     add_weights_args(p)
     add_device_arg(p)
-    p.add_argument("--config", type=Path, metavar="FILE", help="JSON settings, as for analyze (the decision, sampling)")
+    add_config_arg(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_check_real)

@@ -68,6 +68,10 @@ def add_monitor_args(p) -> None:
     add_weights_args(p)
     add_device_arg(p)
     p.add_argument("--webhook", help="POST each event as JSON to this URL")
+    add_config_arg(p)
+
+
+def add_config_arg(p) -> None:
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="JSON settings ({section: {setting: value}}, sections of monitor.config.ScopeWatchConfig: "
                         "source, sampling, buffer, model, events, output, timeline, decision); flags override it")

@@ -36,7 +36,8 @@ def test_decision_layer_lifts_faint_positives_and_stops_one_head_firing_for_anot
     assert clip_scores(clip_probability(z, clip, clips).numpy(), y)["exact_match"] < 0.6
     a, b, c = fit_decision_layer(z, u, clip, y)
     after = clip_probability(z @ a + u @ b + c, clip, clips).numpy()
-    assert clip_scores(after, y) == {"micro_f1": 1.0, "exact_match": 1.0}
+    scores = clip_scores(after, y)
+    assert (scores["micro_f1"], scores["exact_match"]) == (1.0, 1.0) and scores["bce"] < 0.05
     assert b[1, 1] > 0.5  # task 1 now rests on its directional logit
     assert (after[y] > 0.6).all() and (after[~y] < 0.4).all()
 
@@ -80,7 +81,8 @@ def test_calibrate_command_writes_a_checkpoint_that_evaluate_scores_as_fitted(tm
     assert record["clips"] == 10 and record["tasks"] == list(model.tasks)
     assert np.array(record["presence_mix"]).shape == (5, 5) and np.array(record["directional_mix"]).shape == (5, 5)
     assert torch.equal(model.directional_mix.weight, torch.tensor(record["directional_mix"]).T)
-    assert record["after"]["micro_f1"] >= record["before"]["micro_f1"]
+    # What the fit minimises falls (the decisions themselves need not improve on 10 clips of an untrained model).
+    assert record["after"]["bce"] < record["before"]["bce"]
 
     # At 0.5 the calibrated checkpoint makes exactly the decisions the fit reported.
     r = run_cli("evaluate", str(data), "--weights", str(out), "--out", str(tmp_path / "eval"), "-q")

@@ -123,3 +123,29 @@ def test_bad_content_is_refused(tmp_path):
     bad.write_bytes(b"not a video at all" * 10)
     with pytest.raises(ValueError, match="not a readable video"):
         open_content(str(bad), (320, 180))
+
+
+def test_stretched_sources_are_unstretched_and_small_ones_never_upscaled(tmp_path):
+    square = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)  # a 16:9 picture saved square
+    cv2.imwrite(str(tmp_path / "a_keep.png"), square)
+    cv2.imwrite(str(tmp_path / "b_drop.png"), square)
+    contents = open_content(str(tmp_path), (640, 360), aspect=16 / 9, exclude=("b_",))
+    assert [c.name for c in contents] == ["a_keep.png"]
+    assert contents[0].size == (456, 256) and contents[0].frame_at(0.0).shape == (256, 456, 3)
+    (big,) = open_content(str(tmp_path / "a_keep.png"), (320, 180), aspect=16 / 9)
+    assert big.size == (320, 180)
+
+
+def test_the_real_training_manifest_opens_every_train_source_and_screens_out_the_rest():
+    surgical("train_more")
+    from training.surgical import TRAIN_SOURCES, VAL_SOURCES, open_sources
+
+    contents = open_sources(TRAIN_SOURCES, (640, 360), seed=0)
+    names = {c.name for c in contents}
+    assert len(contents) > 100
+    assert not any(n.startswith("1036206_") for n in names)  # not surgery
+    assert "OP2_img_04_raw.png" not in names and "OP1_img_04_raw.png" in names  # hazy frames screened out
+    assert all(s.spec.split("[")[0].split("@")[0].split("/")[0] in ("train_clean", "real_clean_video", "train_more")
+               for s in TRAIN_SOURCES)
+    val = {c.name for c in open_sources(VAL_SOURCES, (640, 360), seed=0)}
+    assert not val & {n for n in names if n.endswith(".mp4") and n != "cholec_endo_720p.mp4"}

@@ -128,10 +128,10 @@ def test_directional_energy_tells_a_motion_streak_from_a_defocus_disk(scene_fram
 
     motion = create_distortion("motion_blur")
     defocus = create_distortion("defocus_blur")
-    streaked = [contrast(motion.apply(scene_frame, 0.4, {"angle": a, "wobble": 0.0, "phase": 0.0}))
+    streaked = [contrast(motion.apply(scene_frame, 0.4, {"generator": "linear", "angle": a, "wobble": 0.0, "phase": 0.0}))
                 for a in np.arange(4) * np.pi / 4]
     clean = contrast(scene_frame)
-    disked = contrast(defocus.apply(scene_frame, 0.4, {"depth": False, "seed": 0, "phase": 0.0}))
+    disked = contrast(defocus.apply(scene_frame, 0.4, {"generator": "disk", "depth": False, "seed": 0, "phase": 0.0}))
     # Whichever way it runs (the scene's own edges make some directions show it less), a streak
     # raises the contrast; a disk leaves it as it was.
     assert min(streaked) > clean + 0.4 and min(streaked) > disked + 0.4
@@ -157,9 +157,9 @@ def test_scale_ratios_show_a_faint_streak_in_any_direction(scene_frame):
         return float(shape[-1] - shape[0])
 
     motion, defocus = create_distortion("motion_blur"), create_distortion("defocus_blur")
-    faint = [contrast(motion.apply(scene_frame, 0.15, {"angle": a, "wobble": 0.0, "phase": 0.0}))
+    faint = [contrast(motion.apply(scene_frame, 0.15, {"generator": "linear", "angle": a, "wobble": 0.0, "phase": 0.0}))
              for a in np.arange(4) * np.pi / 4]
-    still = [contrast(scene_frame), contrast(defocus.apply(scene_frame, 0.4, {"depth": False, "seed": 0, "phase": 0.0}))]
+    still = [contrast(scene_frame), contrast(defocus.apply(scene_frame, 0.4, {"generator": "disk", "depth": False, "seed": 0, "phase": 0.0}))]
     assert min(faint) > max(still) + 0.3
 
 

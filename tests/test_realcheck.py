@@ -47,11 +47,13 @@ def test_check_real_val_through_the_monitor(tmp_path):
                         str(tmp_path), "-q"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "real_val.json").read_text())
-    by_path = {i["path"]: i for i in report["items"]}
-    assert set(by_path) == {i.path for i in items("val")}
-    clip = by_path["val_smoke/smoke_builds_480p60_a.mp4"]
-    assert clip["frames"] >= 30 and clip["clips"] == 1 and 0.0 <= clip["recall"] <= 1.0  # 7 s at 5 fps
-    assert by_path["val_smoke/pairs_added_smoke/*output_*"]["frames"] == 25
+    by_item = {(i["path"], i["window"]): i for i in report["items"]}
+    assert set(by_item) == {(i.path, i.window) for i in items("val")}
+    smoky = by_item["val_smoke/smoke_builds_480p60_b.mp4", "2.5- s"]
+    assert 8 <= smoky["frames"] <= 10 and smoky["clips"] == 1 and 0.0 <= smoky["recall"] <= 1.0  # 1.9 s at 5 fps
+    clear = by_item["val_smoke/smoke_builds_480p60_a.mp4", "0-1 s"]
+    assert clear["kind"] == "clean" and 4 <= clear["frames"] <= 6 and "false_events_per_10min" in clear
+    assert by_item["val_smoke/pairs_added_smoke/*output_*", ""]["frames"] == 25
     assert "| item |" in (tmp_path / "real_val.md").read_text()
 
 
@@ -59,3 +61,92 @@ def test_check_real_without_the_data_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "apps.cli", "check-real", "val", "--data", str(tmp_path / "none")],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "no such folder" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def val_report(clean_alarm=0.0, events=0, recall=0.9):
+    return {"items": [
+        {"kind": "clean", "path": "a.mp4", "window": "0-1 s", "frames": 10, "any_alarm": clean_alarm, "seconds": 60.0,
+         "events": events},
+        {"kind": "clean", "path": "frames/*", "window": "", "frames": 30, "any_alarm": 0.0},
+        {"kind": "smoke", "path": "b.mp4", "window": "2.5- s", "frames": 9, "recall": recall}]}
+
+
+def test_the_shipping_rule_pools_clean_items_and_needs_every_distortion_detected():
+    from training.shipping import checks, clean_figures, rank_key
+
+    alarm, per_10min, frames, seconds = clean_figures(val_report(clean_alarm=0.4, events=1))
+    assert (alarm, per_10min, frames, seconds) == (pytest.approx(0.1), 10.0, 40, 60.0)
+    synth, shipped = {"micro_f1": 0.95, "exact_match": 0.80}, {"micro_f1": 0.955, "exact_match": 0.82}
+    good = checks(val_report(), synth, shipped)
+    assert [c.passed for c in good] == [True, True, True, True, False]  # exact match 0.02 below the shipped
+    assert all(c.passed for c in checks(val_report(), synth, None))  # nothing shipped yet: real rules only
+    failing = {c.rule.split(" (")[0].split(",")[0]: c.passed for c in checks(val_report(0.4, 1, 0.3), synth, None)}
+    assert failing == {"val clean frames with any alarm": False, "val clean false events per 10 min": False,
+                       "val smoke recall": False}
+    assert rank_key(val_report(0.0, recall=0.9)) < rank_key(val_report(0.0, recall=0.5)) < rank_key(val_report(0.2))
+
+
+def test_ship_scores_candidates_on_val_and_the_test_set_and_installs_only_a_passing_one(tmp_path, tiny_weights):
+    data = surgical("val_smoke").parent
+    testset = tmp_path / "testset"
+    subprocess.run([sys.executable, "-m", "apps.cli", "synth", "--out", str(testset), "--clips", "3", "--seconds", "0.4",
+                    "--fps", "5", "-q"], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    installed = tmp_path / "shipped.pt"
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "ship", str(tiny_weights), "--testset", str(testset),
+                        "--shipped", str(tiny_weights), "--data", str(data), "--out", str(tmp_path), "--install",
+                        str(installed), "-q"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    record = json.loads((tmp_path / "shipping.json").read_text())
+    [candidate] = record["candidates"]
+    assert {c["rule"].split(" (")[0].split(",")[0] for c in candidate["checks"]} >= {
+        "val clean frames with any alarm", "val smoke recall", "synthetic test micro_f1"}
+    assert record["shipped"]["weights"] == str(tiny_weights)  # the weights in place are scored the same way
+    passed = candidate["failed"] == 0
+    assert r.returncode == (0 if passed else 1), r.stderr
+    assert installed.exists() == passed
+    assert ("nothing installed" in r.stderr) != passed
+    assert "Shipping rule" in (tmp_path / "shipping.md").read_text()
+
+
+def test_before_and_after_table_matches_items_by_path_and_window():
+    from training.realcheck import compare_markdown
+
+    before = {"weights": "old.pt", "items": [{"path": "a.mp4", "window": "0-1 s", "kind": "clean", "any_alarm": 0.5,
+                                              "false_events_per_10min": 20.0}]}
+    after = {"split": "val", "weights": "new.pt", "items": [
+        {"path": "a.mp4", "window": "0-1 s", "kind": "clean", "any_alarm": 0.0, "false_events_per_10min": 0.0},
+        {"path": "b/*", "window": "", "kind": "smoke", "recall": 0.75}]}
+    text = compare_markdown(after, before)
+    assert "| `a.mp4` 0-1 s | clean | frames with any alarm | 50.0% | 0.0% |" in text
+    assert "| `a.mp4` 0-1 s | clean | false events / 10 min | 20 | 0 |" in text
+    assert "| `b/*` | smoke | recall | — | 75.0% |" in text
+
+
+def test_worst_frames_keeps_the_most_wrong_and_says_why():
+    import numpy as np
+    from training.realcheck import WorstFrames, wrongness
+
+    assert wrongness(RealItem("val", "x", None), {"noise": 0.2, "smoke": 0.7}) == (0.7, "clean, smoke 0.70")
+    assert wrongness(RealItem("val", "x", "smoke"), {"noise": 0.9, "smoke": 0.25}) == (0.75, "smoke 0.25")
+    worst = WorstFrames(keep=3, tile_width=100)
+    for i in range(10):
+        worst.add(i / 10, np.full((50, 100, 3), i * 20, np.uint8), f"frame {i}")
+    assert sorted(round(w, 1) for w, _, _ in worst.frames) == [0.7, 0.8, 0.9] and worst.seen == 10
+    sheet = worst.sheet(columns=2)
+    assert sheet.shape == (100, 200, 3)
+    assert sheet[45, 10].tolist() == [180] * 3  # most wrong first, captions on a black band at the top
+    assert WorstFrames().sheet() is None
+
+
+def test_choosing_takes_a_passing_candidate_else_only_one_failing_less_than_the_shipped():
+    from training.shipping import choose
+
+    def c(name, failed, rank=(0.0, -0.5)):
+        return {"weights": name, "failed": failed, "rank": list(rank),
+                "checks": [{"rule": f"rule {i}", "passed": False} for i in range(failed)]}
+    assert choose([c("a", 1), c("b", 0, (0.1, 0)), c("c", 0, (0.0, 0))], c("old", 3)) == ("c", "passes every check")
+    chosen, why = choose([c("a", 2), c("b", 1)], c("old", 5))
+    assert chosen is None and "fails 1" in why  # not asked to take a failing one
+    chosen, why = choose([c("a", 2), c("b", 1)], c("old", 5), fewer_failures=True)
+    assert chosen == "b" and "rule 0" in why and "the shipped weights 5" in why
+    chosen, why = choose([c("a", 2)], c("old", 2), fewer_failures=True)
+    assert chosen is None and "no fewer than the shipped" in why

@@ -40,9 +40,12 @@ def test_metrics_on_known_cases():
 def test_short_training_learns_to_separate_one_distortion(tmp_path):
     cfg = TrainConfig(model="scopewatch_lap5_small", tasks=("defocus_blur",), train_content=("procedural:0-4",),
                       val_content=("procedural:100-102",), steps=150, batch_size=16, lr=1e-2, warmup=10,
-                      val_every=75, val_samples=32, workers=0, out=str(tmp_path / "run"))
+                      val_every=75, val_samples=32, workers=0, snapshot_every=150, out=str(tmp_path / "run"))
     best = train(cfg, progress=False)
     assert (tmp_path / "run" / "last.pt").exists()
+    snapshots = sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir())
+    assert snapshots == ["step_00150.pt"]  # every snapshot_every steps, for the shipping rule to choose among
+    assert load_checkpoint(tmp_path / "run" / "snapshots" / "step_00150.pt").checkpoint_meta["metrics"]["step"] == 150
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["step"] for h in history] == [75, 150]
     model = load_checkpoint(best)
@@ -121,10 +124,19 @@ def test_weight_average_lags_the_weights_and_starts_close_to_them():
     assert torch.equal(average.weight, model.weight)
 
 
+def test_a_settings_file_naming_an_unknown_generator_is_one_line(tmp_path):
+    config = tmp_path / "train.json"
+    config.write_text('{"generators": {"smoke": ["fog"]}}')
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "train", "--config", str(config), "--out", str(tmp_path / "run")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "generators: smoke has no generator fog" in r.stderr and "Traceback" not in r.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--scene-shading", "1.5"], "scene_shading must be in [0, 1]"),
     (["--ema-decay", "1"], "ema_decay must be in [0, 1)"),
     (["--severity-skew", "0"], "severity_skew must be positive"),
+    (["--generators", "smoke=fog"], "smoke has no generator fog"),
     *([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA GPU")]),
 ])
 def test_bad_training_settings_give_one_line_and_exit_2(tmp_path, args, message):

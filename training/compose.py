@@ -53,13 +53,17 @@ class Recipe:
     params: dict[str, Params] = field(default_factory=dict)
 
     @classmethod
-    def sample(cls, episodes: list[Episode], rng: np.random.Generator) -> "Recipe":
+    def sample(cls, episodes: list[Episode], rng: np.random.Generator,
+               generators: dict[str, tuple[str, ...]] | None = None) -> "Recipe":
+        """Draw each distortion's parameters, its generator among `generators[name]` (all by default)."""
         names = sorted({e.name for e in episodes})
-        return cls(list(episodes), {n: create_distortion(n).sample_params(rng) for n in names})
+        generators = generators or {}
+        return cls(list(episodes), {n: create_distortion(n, generators.get(n)).sample_params(rng) for n in names})
 
     @classmethod
-    def constant(cls, severities: dict[str, float], rng: np.random.Generator) -> "Recipe":
-        return cls.sample([Episode(n, s) for n, s in severities.items() if s > 0], rng)
+    def constant(cls, severities: dict[str, float], rng: np.random.Generator,
+                 generators: dict[str, tuple[str, ...]] | None = None) -> "Recipe":
+        return cls.sample([Episode(n, s) for n, s in severities.items() if s > 0], rng, generators)
 
     def severities_at(self, t: float) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -1,4 +1,5 @@
-"""A contact sheet: one frame at every distortion and level, for eyes to check the synthesis."""
+"""A contact sheet: one frame through every generator of every distortion at every level, for eyes
+to check the synthesis."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,20 +20,22 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
 
 
 def contact_sheet(frame: np.ndarray, names=None, tile_width: int = 320, seed: int = 0) -> np.ndarray:
-    """Rows: distortions; columns: clean, then levels 1..4 with their FR quality."""
+    """Rows: each generator of each distortion; columns: clean, then levels 1..4 with their FR quality."""
     names = list(names or DISTORTIONS.names())
     rng = np.random.default_rng(seed)
     h = round(frame.shape[0] * tile_width / frame.shape[1])
+    small = cv2.resize(frame, (tile_width, h), interpolation=cv2.INTER_AREA)
     rows = []
     for name in names:
-        d = create_distortion(name)
-        params = d.sample_params(rng)
-        tiles = [_label(cv2.resize(frame, (tile_width, h), interpolation=cv2.INTER_AREA), f"{name}: clean")]
-        for lvl in range(1, NUM_LEVELS + 1):
-            out = d.apply(frame, level_to_severity(lvl), params)
-            small = cv2.resize(out, (tile_width, h), interpolation=cv2.INTER_AREA)
-            tiles.append(_label(small, f"level {lvl}  Q={fr_quality(frame, out):.0f}"))
-        rows.append(np.hstack(tiles))
+        for generator in DISTORTIONS.get(name).generators:
+            d = create_distortion(name, (generator,))
+            params = d.sample_params(rng)
+            tiles = [_label(small, f"{name}/{generator}")]
+            for lvl in range(1, NUM_LEVELS + 1):
+                out = d.apply(frame, level_to_severity(lvl), params)
+                tile = cv2.resize(out, (tile_width, h), interpolation=cv2.INTER_AREA)
+                tiles.append(_label(tile, f"level {lvl}  Q={fr_quality(frame, out):.0f}"))
+            rows.append(np.hstack(tiles))
     return np.vstack(rows)
 
 

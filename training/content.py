@@ -23,7 +23,7 @@ VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".ts", ".m4v", ".webm"}
 
 class Content(Protocol):
     name: str
-    size: tuple[int, int]  # (width, height) of rendered frames
+    size: tuple[int, int]  # (width, height) of rendered frames, at most the size asked for
 
     def frame_at(self, t: float) -> np.ndarray: ...
 
@@ -42,6 +42,25 @@ def fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(frame, (w, h), interpolation=interp))
 
 
+def unstretch(frame: np.ndarray, aspect: float | None) -> np.ndarray:
+    """A frame stored stretched to another shape (a 16:9 picture saved square) back to its true
+    width/height `aspect`, by widening or heightening it (never losing resolution)."""
+    if aspect is None:
+        return frame
+    h, w = frame.shape[:2]
+    if w / h < aspect:
+        return cv2.resize(frame, (round(h * aspect), h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(frame, (w, round(w / aspect)), interpolation=cv2.INTER_LINEAR)
+
+
+def native_size(frame_shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int]:
+    """`size` (w, h), or smaller at the same aspect (even sides) when the source has fewer pixels:
+    upscaling a small source would make clean content look soft, teaching blur as clean."""
+    w, h = size
+    k = min(1.0, min(frame_shape[0] / h, frame_shape[1] / w))
+    return (max(2, round(w * k / 2) * 2), max(2, round(h * k / 2) * 2))
+
+
 def read_image(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -50,12 +69,12 @@ def read_image(path: Path) -> np.ndarray:
 
 
 class ImageContent:
-    def __init__(self, path: Path, size: tuple[int, int], seed: int = 0):
+    def __init__(self, path: Path, size: tuple[int, int], seed: int = 0, aspect: float | None = None):
         self.name = Path(path).name
-        self.size = size
-        w, h = size
+        image = unstretch(read_image(Path(path)), aspect)
+        self.size = w, h = native_size(image.shape, size)
         # Keep 12% margin around the view for the virtual camera to move in.
-        self.image = fit(read_image(Path(path)), (round(w * 1.12), round(h * 1.12)))
+        self.image = fit(image, (round(w * 1.12), round(h * 1.12)))
         self.phase = np.random.default_rng(seed).uniform(0, 2 * np.pi, 3)
 
     def frame_at(self, t: float) -> np.ndarray:
@@ -73,9 +92,8 @@ class VideoContent:
     optionally only the part from `start` to `end` seconds (to split one video between uses)."""
 
     def __init__(self, path: Path, size: tuple[int, int], start: float = 0.0, end: float | None = None,
-                 max_frames: int = 750):
+                 max_frames: int = 750, aspect: float | None = None):
         self.name = Path(path).name
-        self.size = size
         self.frames: list[np.ndarray] = []
         try:
             with av.open(str(path)) as container:
@@ -86,7 +104,10 @@ class VideoContent:
                         continue
                     if end is not None and frame.time is not None and frame.time >= end:
                         break
-                    self.frames.append(fit(frame.to_ndarray(format="rgb24"), size))
+                    rgb = unstretch(frame.to_ndarray(format="rgb24"), aspect)
+                    if not self.frames:
+                        self.size = native_size(rgb.shape, size)
+                    self.frames.append(fit(rgb, self.size))
                     if len(self.frames) >= max_frames:
                         break
         except (av.error.FFmpegError, IndexError) as e:
@@ -122,10 +143,13 @@ def _split_spec(spec: str) -> tuple[str, slice | None, tuple[float, float | None
     return spec, files, times
 
 
-def open_content(spec: str, size: tuple[int, int], count: int = 8, seed: int = 0) -> list[Content]:
+def open_content(spec: str, size: tuple[int, int], count: int = 8, seed: int = 0,
+                 aspect: float | None = None, exclude: tuple[str, ...] = ()) -> list[Content]:
     """Content sources for `spec`: "procedural[:N]" or "procedural:A-B" (scenes with seeds
     seed+A..seed+B-1), a folder of images/videos (optionally "folder[a:b]", a slice of its sorted
-    files), or one file ("video.mp4@s:e" for seconds s..e of a video)."""
+    files), or one file ("video.mp4@s:e" for seconds s..e of a video). Files whose name starts with
+    one of `exclude` are left out; `aspect` is the true width/height of files stored stretched.
+    Sources with fewer pixels than `size` render at their own size (see `native_size`)."""
     if spec == "procedural" or spec.startswith("procedural:"):
         arg = spec.split(":", 1)[1] if ":" in spec else str(count)
         try:
@@ -142,14 +166,15 @@ def open_content(spec: str, size: tuple[int, int], count: int = 8, seed: int = 0
     files = discover(Path(path))
     if file_slice is not None:
         files = files[file_slice]
+    files = [f for f in files if not f.name.startswith(tuple(exclude))] if exclude else files
     if not files:
         raise ValueError(f"{spec}: no images or videos found")
     out: list[Content] = []
     for i, f in enumerate(files):
         if f.suffix.lower() in IMAGE_EXTS:
-            out.append(ImageContent(f, size, seed + i))
+            out.append(ImageContent(f, size, seed + i, aspect))
         elif f.suffix.lower() in VIDEO_EXTS:
-            out.append(VideoContent(f, size, start, end))
+            out.append(VideoContent(f, size, start, end, aspect=aspect))
         else:
             raise ValueError(f"{f}: unsupported content type (use images {sorted(IMAGE_EXTS)} or videos)")
     return out

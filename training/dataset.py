@@ -19,9 +19,10 @@ from torch.utils.data import IterableDataset, get_worker_info
 from model.preprocess import InputConfig, extract
 from training.compose import Recipe
 from training.content import Content
-from training.distortions import create_distortion
+from training.distortions import jpeg_roundtrip
 from training.fields import FractalField, low_res_shape, resize_field
 from training.nss import nss_features
+from training.nuisances import Nuisances
 from training.quality import fr_quality
 
 MIN_SEVERITY = 0.06  # below this a distortion is too faint to be labelled present
@@ -74,13 +75,14 @@ def h264_roundtrip(frame: np.ndarray, crf: int) -> np.ndarray:
 class SynthPatchDataset(IterableDataset):
     def __init__(self, contents: list[Content], tasks: tuple[str, ...], cfg: InputConfig, seed: int = 0,
                  p_clean: float = 0.2, p_single: float = 0.4, p_shading: float = 0.4, severity_skew: float = 1.0,
-                 length: int | None = None):
+                 length: int | None = None, p_crop: float = 0.3, nuisances: Nuisances = Nuisances(),
+                 generators: dict[str, tuple[str, ...]] | None = None):
         if not contents:
             raise ValueError("no content to synthesise from")
         self.contents, self.tasks, self.cfg = contents, tuple(tasks), cfg
         self.seed, self.p_clean, self.p_single, self.length = seed, p_clean, p_single, length
         self.p_shading, self.severity_skew = p_shading, severity_skew
-        self._codec = create_distortion("compression")
+        self.p_crop, self.nuisances, self.generators = p_crop, nuisances, generators
 
     def _distortions(self, rng: np.random.Generator) -> dict[str, float]:
         r = rng.random()
@@ -92,26 +94,37 @@ class SynthPatchDataset(IterableDataset):
         return {str(n): draw_severity(rng, self.severity_skew) for n in names}
 
     def _clean(self, rng: np.random.Generator) -> np.ndarray:
-        """A content frame with natural variation that is *not* a distortion: flips, exposure, white
-        balance, the scope's own light fall-off and the shading of the scene's relief, so the model
-        does not take a darker or redder scene, a periphery darker than the centre, or a dark cavity
-        beside near tissue, for a defect."""
+        """A content frame with natural variation that is *not* a distortion: flips, crops, the
+        scope's own light fall-off, the shading of the scene's relief, and the nuisances of normal
+        surgery (training.nuisances: colour casts, glints, instruments, black borders, lens
+        distortion), so the model takes none of them for a defect."""
         frame = self.contents[int(rng.integers(len(self.contents)))].frame_at(float(rng.uniform(0, 60)))
         if rng.random() < 0.5:
             frame = frame[:, ::-1]
-        gain = rng.uniform(0.8, 1.15) * rng.uniform(0.95, 1.05, 3)
+        if rng.random() < 0.15:  # the scope is rotated in its port: the view can be upside down
+            frame = frame[::-1]
+        if rng.random() < self.p_crop:
+            # A crop kept at its own size (fewer pixels, never upscaled): another framing, same sharpness.
+            h, w = frame.shape[:2]
+            k = rng.uniform(0.6, 0.95)
+            ch, cw = max(96, round(h * k / 2) * 2), max(96, round(w * k / 2) * 2)
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            frame = frame[y:y + ch, x:x + cw]
         frame = np.ascontiguousarray(frame)
         field = np.ones(frame.shape[:2], np.float32)
         if rng.random() < 0.5:
-            field *= scope_falloff(frame.shape[:2], float(rng.uniform(1.5, 4.0)))
+            field *= scope_falloff(frame.shape[:2], float(rng.uniform(1.8, 4.0)))
         if rng.random() < self.p_shading:
             field *= scene_shading(frame.shape[:2], float(rng.uniform(0.3, 1.0)), rng)
-        return cv2.multiply(frame, field[..., None] * gain.astype(np.float32), dtype=cv2.CV_8U)  # saturates
+        frame = cv2.multiply(frame, cv2.merge([field, field, field]), dtype=cv2.CV_8U)  # saturates
+        return self.nuisances.scene(frame, rng)
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         clean = self._clean(rng)
         severities = self._distortions(rng)
-        frame = Recipe.constant(severities, rng).render(clean, float(rng.uniform(0, 10)))
+        frame = Recipe.constant(severities, rng, self.generators).render(clean, float(rng.uniform(0, 10)))
+        camera = int(rng.integers(2**31))
+        clean, frame = self.nuisances.after_camera(clean, camera), self.nuisances.after_camera(frame, camera)
         quality = fr_quality(clean, frame)
         if "compression" not in self.tasks and rng.random() < 0.6:
             # Real feeds arrive through a codec: light, unlabelled coding keeps the model from reading
@@ -121,7 +134,7 @@ class SynthPatchDataset(IterableDataset):
             if rng.random() < 2 / 3 and frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0:
                 frame = h264_roundtrip(frame, int(rng.integers(12, 29)))
             else:
-                frame = self._codec.apply(frame, float(rng.uniform(0.0, 0.25)), {})
+                frame = jpeg_roundtrip(frame, int(rng.integers(47, 61)))
         x = extract(frame, self.cfg, rng)
         s = np.array([severities.get(t, 0.0) for t in self.tasks], np.float32)
         return {"patches": x.patches, "context": x.context, "mask": x.mask, "presence": (s > 0).astype(np.float32),

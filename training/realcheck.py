@@ -12,8 +12,12 @@ check are scored alike:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import heapq
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "surgical"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -32,11 +36,24 @@ class RealItem:
     def clean(self) -> bool:
         return self.present is None
 
+    @property
+    def window(self) -> str:
+        """"" for the whole file, else "from-to s" (to the end when open)."""
+        if self.start_s == 0.0 and self.end_s is None:
+            return ""
+        return f"{self.start_s:g}-{'' if self.end_s is None else f'{self.end_s:g}'} s"
+
 
 ITEMS: tuple[RealItem, ...] = (
-    RealItem("val", "val_smoke/smoke_builds_480p60_a.mp4", "smoke", note="cautery smoke building up"),
-    RealItem("val", "val_smoke/smoke_builds_480p60_b.mp4", "smoke", start_s=3.0,
-             note="clear at first, a milky field by ~3-4 s"),
+    # Windows read off a contact sheet of the clips at 0.5 s steps: clip a is clear until 1 s and
+    # smoky from 1.5 s to ~3.2 s (after 5 s the smoke has gone but the view is soft and close: not
+    # scored, a person could call it blurred); clip b is clear until 2 s and smoky from 2.5 s.
+    RealItem("val", "val_smoke/smoke_builds_480p60_a.mp4", None, end_s=1.0, note="clear, before the smoke"),
+    RealItem("val", "val_smoke/smoke_builds_480p60_b.mp4", None, end_s=2.0, note="clear, before the smoke"),
+    RealItem("val", "val_smoke/smoke_builds_480p60_a.mp4", "smoke", start_s=1.5, end_s=3.2,
+             note="cautery smoke rising and clearing"),
+    RealItem("val", "val_smoke/smoke_builds_480p60_b.mp4", "smoke", start_s=2.5,
+             note="smoke building to a milky field"),
     RealItem("val", "val_smoke/real_smoky_frames/*", "smoke", note="dense real cautery smoke"),
     RealItem("val", "val_smoke/pairs_added_smoke/*input_*", "smoke", note="light smoke, most likely added"),
     RealItem("val", "val_smoke/pairs_added_smoke/*output_*", None, note="the same frames without the smoke"),
@@ -71,12 +88,56 @@ class Observed:
     frames: list[list[str]]
     seconds: float  # media time covered (0 for a still frame)
     events: list[tuple[str, float, float]]
+    probabilities: list[dict[str, float]] = field(default_factory=list)  # per frame, what decided the alarms
+
+
+def wrongness(item: RealItem, probabilities: dict[str, float]) -> tuple[float, str]:
+    """How wrong one frame's verdict is, and on what: on a clean item its highest probability (a
+    false alarm), on a degraded one the missing probability of what a person sees."""
+    if item.clean:
+        task = max(probabilities, key=probabilities.get)
+        return probabilities[task], f"clean, {task} {probabilities[task]:.2f}"
+    p = probabilities.get(item.present, 0.0)
+    return 1.0 - p, f"{item.present} {p:.2f}"
+
+
+@dataclass
+class WorstFrames:
+    """The `keep` frames the model gets most wrong over a run, as small tiles for a contact sheet."""
+    keep: int = 24
+    tile_width: int = 240
+    frames: list = field(default_factory=list)  # a min-heap of (wrongness, arrival, tile)
+    seen: int = 0
+
+    def add(self, wrong: float, image: np.ndarray, caption: str) -> None:
+        self.seen += 1
+        if len(self.frames) >= self.keep and wrong <= self.frames[0][0]:
+            return  # less wrong than every frame kept: no tile to make
+        h = round(image.shape[0] * self.tile_width / image.shape[1])
+        tile = cv2.resize(image, (self.tile_width, h), interpolation=cv2.INTER_AREA)
+        cv2.rectangle(tile, (0, 0), (self.tile_width, 30), (0, 0, 0), -1)
+        for i, line in enumerate((caption[:40], caption[40:80])):
+            cv2.putText(tile, line, (4, 12 + 14 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
+        entry = (wrong, self.seen, tile)
+        if len(self.frames) < self.keep:
+            heapq.heappush(self.frames, entry)
+        else:
+            heapq.heappushpop(self.frames, entry)
+
+    def sheet(self, columns: int = 6) -> np.ndarray | None:
+        tiles = [t for _, _, t in sorted(self.frames, key=lambda e: -e[0])]
+        if not tiles:
+            return None
+        h = max(t.shape[0] for t in tiles)
+        tiles = [cv2.copyMakeBorder(t, 0, h - t.shape[0], 0, 0, cv2.BORDER_CONSTANT) for t in tiles]
+        tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
+        return np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
 
 
 def score(item: RealItem, files: list[tuple[Path, Observed]], tasks) -> dict:
     frames = [f for _, o in files for f in o.frames]
     seconds = sum(o.seconds for _, o in files)
-    out: dict = {"split": item.split, "path": item.path, "note": item.note,
+    out: dict = {"split": item.split, "path": item.path, "window": item.window, "note": item.note,
                  "kind": "clean" if item.clean else item.present, "files": len(files), "frames": len(frames)}
     if not frames:
         return out
@@ -85,6 +146,7 @@ def score(item: RealItem, files: list[tuple[Path, Observed]], tasks) -> dict:
         out["per_task"] = {t: round(sum(t in f for f in frames) / len(frames), 4) for t in tasks}
         if seconds > 0:
             events = [e for _, o in files for e in o.events]
+            out["seconds"] = round(seconds, 3)
             out["events"] = len(events)
             out["false_events_per_10min"] = round(len(events) * 600.0 / seconds, 2)
     else:
@@ -110,11 +172,34 @@ def markdown(report: dict) -> str:
             return "" if key not in r else (f"{r[key]:.1%}" if isinstance(r[key], float) and key != "false_events_per_10min"
                                             else str(r[key]))
         of_clips = (lambda key: f"{r[key]} of {r['clips']}") if "clips" in r else (lambda key: "")
-        lines.append(f"| `{r['path']}` | {r['kind']} | {r['files']} | {r['frames']} | {cell('any_alarm')} | "
+        lines.append(f"| `{r['path']}`{' ' + r['window'] if r.get('window') else ''} | {r['kind']} | {r['files']} | {r['frames']} | {cell('any_alarm')} | "
                      f"{cell('false_events_per_10min')} | {cell('recall')} | {of_clips('clips_with_event')} | "
                      f"{of_clips('clips_mostly_flagged')} |")
     lines += ["", "Clean items, frames with an alarm per distortion:", ""]
     for r in report["items"]:
         if "per_task" in r:
-            lines.append(f"- `{r['path']}`: " + ", ".join(f"{t} {v:.1%}" for t, v in r["per_task"].items()))
+            lines.append(f"- `{r['path']}`{' ' + r['window'] if r.get('window') else ''}: " + ", ".join(f"{t} {v:.1%}" for t, v in r["per_task"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def compare_markdown(report: dict, before: dict) -> str:
+    """Per item, the headline figure of `before` (another checkpoint's report of the same split)
+    next to this report's: frames with any alarm and false events on clean items, recall on
+    degraded ones."""
+    old = {(r["path"], r.get("window", "")): r for r in before["items"]}
+    lines = [f"# Real footage, split `{report['split']}`: before (`{before['weights']}`) and after (`{report['weights']}`)",
+             "", "| item | kind | figure | before | after |", "|---|---|---|---|---|"]
+    for r in report["items"]:
+        b = old.get((r["path"], r.get("window", "")), {})
+        name = f"`{r['path']}`{' ' + r['window'] if r.get('window') else ''}"
+        keys = (("any_alarm", "frames with any alarm"), ("false_events_per_10min", "false events / 10 min")) \
+            if r["kind"] == "clean" else (("recall", "recall"), ("clips_mostly_flagged", "clips mostly flagged"))
+        for key, label in keys:
+            if key not in r:
+                continue
+            def fmt(v):
+                if v is None:
+                    return "—"
+                return f"{v:.1%}" if key in ("any_alarm", "recall") else (f"{v} of {r['clips']}" if key == "clips_mostly_flagged" else f"{v:g}")
+            lines.append(f"| {name} | {r['kind']} | {label} | {fmt(b.get(key))} | {fmt(r[key])} |")
     return "\n".join(lines) + "\n"

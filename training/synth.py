@@ -107,8 +107,10 @@ def render_clip(path: Path, content: Content, recipe: Recipe, seconds: float, fp
 
 
 def synthesize(out: Path, contents: list[Content], clips: int, seconds: float, fps: int = 25,
-               tasks: tuple[str, ...] = DEFAULT_TASKS, seed: int = 0, progress: bool = True) -> Path:
-    """Write `clips` clips and `out/labels.csv`; return the labels path."""
+               tasks: tuple[str, ...] = DEFAULT_TASKS, seed: int = 0, progress: bool = True,
+               generators: dict[str, tuple[str, ...]] | None = None) -> Path:
+    """Write `clips` clips and `out/labels.csv`; return the labels path. `generators` narrows the
+    generators a distortion is drawn from (a test set of one generator alone)."""
     out.mkdir(parents=True, exist_ok=True)
     plans = plan_clips(clips, tasks, len(contents), seed)
     labels = out / "labels.csv"
@@ -118,7 +120,7 @@ def synthesize(out: Path, contents: list[Content], clips: int, seconds: float, f
         f.flush()
         for plan in tqdm(plans, desc="synth", unit="clip", disable=not progress):
             rng = np.random.default_rng(plan.seed)
-            recipe = Recipe.constant({t: level_to_severity(lvl) for t, lvl in plan.levels.items()}, rng)
+            recipe = Recipe.constant({t: level_to_severity(lvl) for t, lvl in plan.levels.items()}, rng, generators)
             start = float(rng.uniform(0, 60))
             q = render_clip(out / plan.file, contents[plan.content], recipe, seconds, fps, start)
             rows.writerow([plan.file, *(plan.levels[t] for t in tasks), f"{np.mean(q):.2f}"])

@@ -8,7 +8,8 @@ time ranges of the real videos): split by source content, never by patch.
 What is validated and shipped is an exponential moving average of the weights (`ema_decay`): with
 the small batches a CPU affords, the raw weights jump from step to step, and successive
 checkpoints scored far apart on the same test set. The best validation score is kept as
-`best.pt`; `last.pt` holds the raw weights, their average, optimizer state and step for resuming.
+`best.pt`, and every `snapshot_every` steps the average is kept in `snapshots/` for the shipping
+rule to choose among on real footage; `last.pt` holds the raw weights, their average, optimizer state and step for resuming.
 Resuming rebuilds the model from the checkpoint's own architecture and arguments.
 The model trains on CUDA when present (`device`); synthesis stays in the CPU worker processes, so
 on a GPU machine the number of workers sets the pace.
@@ -26,7 +27,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -42,22 +43,30 @@ from model.predict import resolve_device
 from model.tasks import DEFAULT_TASKS, severity_to_level
 from training.content import open_content
 from training.dataset import SynthPatchDataset
+from training.distortions import create_distortion
 from training.metrics import identification_metrics, quality_metrics
+from training.nuisances import Nuisances
+from training.surgical import TRAIN_SOURCES, VAL_SOURCES, open_sources
 
 log = logging.getLogger("scopewatch.train")
-SURGICAL = "../shared/data/surgical"
 VAL_SEED = 10_000
+REAL_CONTENT = {"real:train": TRAIN_SOURCES, "real:val": VAL_SOURCES}
 
 
 @dataclass
 class TrainConfig:
     model: str = "scopewatch_lap5"
     tasks: tuple[str, ...] = DEFAULT_TASKS
-    # Training and validation content never share a source: other procedural seeds, other frames
-    # of the real still set, another time range of the real video. Missing paths are skipped.
-    train_content: tuple[str, ...] = ("procedural:0-48", f"{SURGICAL}/train_clean[0:16]",
-                                      f"{SURGICAL}/real_clean_video/cholec_endo_720p.mp4@0:8")
-    val_content: tuple[str, ...] = ("procedural:1000-1012", f"{SURGICAL}/real_clean_video/cholec_endo_720p.mp4@8:")
+    # Real laparoscopy is the bulk of the content ("real:train", the screened train split in
+    # training.surgical), procedural scenes a supplement. Training and validation content never
+    # share a source: other procedural seeds, other real clips ("real:val"). Missing paths are skipped.
+    train_content: tuple[str, ...] = ("real:train", "procedural:0-16")
+    val_content: tuple[str, ...] = ("procedural:1000-1006", "real:val")
+    p_clean: float = 0.3  # share of clean training samples (real clean feeds must stay quiet)
+    nuisances: float = 1.0  # how often clean content carries the nuisances of normal surgery (training.nuisances)
+    # Generators each distortion may draw (training.distortions); empty: all. A leave-one-generator-out
+    # run trains with one left out here and is tested on that one alone.
+    generators: dict = field(default_factory=dict)
     steps: int = 3600
     batch_size: int = 32
     lr: float = 2e-3
@@ -72,6 +81,10 @@ class TrainConfig:
     quality_weight: float = 2.0
     severity_weight: float = 1.0
     val_every: int = 250
+    # Every this many steps (a multiple of val_every) the weight average is also kept as
+    # snapshots/step_NNNNN.pt: the real val footage, not the synthetic validation, chooses what
+    # ships (`scopewatch ship`), and on it the best checkpoint need not be the last nor `best.pt`.
+    snapshot_every: int = 1000
     val_samples: int = 384
     workers: int = 2  # with the training step on the third thread: the 2 cores stay busy (synthesis is the slower half)
     device: str = "auto"  # auto: CUDA when present (synthesis stays on the CPU workers)
@@ -92,10 +105,20 @@ class TrainConfig:
                 data[k] = tuple(data[k])
         return cls(**data)
 
+    def generator_choice(self) -> dict[str, tuple[str, ...]]:
+        return {name: tuple(gens) for name, gens in self.generators.items()}
+
+    def dataset(self, contents, input_cfg, seed: int, **kw) -> SynthPatchDataset:
+        return SynthPatchDataset(contents, self.tasks, input_cfg, seed=seed, p_clean=self.p_clean, p_shading=self.scene_shading,
+                                 nuisances=Nuisances(self.nuisances), generators=self.generator_choice(), **kw)
+
 
 def load_contents(specs, seed: int) -> list:
     out = []
     for spec in specs:
+        if spec in REAL_CONTENT:
+            out += open_sources(REAL_CONTENT[spec], (640, 360), seed)
+            continue
         path = spec.split("[")[0].split("@")[0]
         if not spec.startswith("procedural") and not Path(path).exists():
             log.warning("content %s not found: skipped", spec)
@@ -213,12 +236,12 @@ def evaluate_batches(model, batches: list[dict], cfg: TrainConfig) -> dict:
 
 
 def fixed_batches(contents, cfg: TrainConfig, input_cfg, seed: int) -> list[dict]:
-    ds = SynthPatchDataset(contents, cfg.tasks, input_cfg, seed=seed, p_shading=cfg.scene_shading, length=cfg.val_samples)
+    ds = cfg.dataset(contents, input_cfg, seed, length=cfg.val_samples)
     return list(DataLoader(ds, batch_size=cfg.batch_size))
 
 
 def nss_statistics(contents, cfg: TrainConfig, input_cfg, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    ds = SynthPatchDataset(contents, cfg.tasks, input_cfg, seed=cfg.seed + 777, p_shading=cfg.scene_shading, length=n)
+    ds = cfg.dataset(contents, input_cfg, cfg.seed + 777, length=n)
     feats = torch.cat([s["nss"] for s in ds])
     return feats.mean(0), feats.std(0).clamp_min(1e-3)
 
@@ -230,6 +253,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         raise ValueError(f"scene_shading must be in [0, 1], got {cfg.scene_shading}")
     if not cfg.severity_skew > 0.0:
         raise ValueError(f"severity_skew must be positive, got {cfg.severity_skew}")
+    for name, gens in cfg.generator_choice().items():
+        try:
+            create_distortion(name, gens)  # unknown names are refused before anything runs
+        except KeyError as e:
+            raise ValueError(f"generators: {str(e).strip(chr(39))}") from None
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -268,8 +296,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     # severities stay uniform (fixed_batches), so runs of different severity_skew compare too.
     val = fixed_batches(val_contents, cfg, model.input_cfg, seed=VAL_SEED)
     # The stream's seed includes the step, so a resumed run continues with fresh samples.
-    stream = SynthPatchDataset(train_contents, cfg.tasks, model.input_cfg, seed=cfg.seed * 1_000_003 + step,
-                               p_shading=cfg.scene_shading, severity_skew=cfg.severity_skew)
+    stream = cfg.dataset(train_contents, model.input_cfg, cfg.seed * 1_000_003 + step, severity_skew=cfg.severity_skew)
     loader = iter(DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,
                              persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None,
                              pin_memory=device.type == "cuda"))
@@ -300,6 +327,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             if improved:
                 best = m["score"]
                 save_checkpoint(average, out / "best.pt", training=asdict(cfg), metrics={"validation": m, "step": step})
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                save_checkpoint(average, out / "snapshots" / f"step_{step:05d}.pt", training=asdict(cfg),
+                                metrics={"validation": m, "step": step})
             save_checkpoint(model, out / "last.pt", training=asdict(cfg), metrics={"validation": m},
                             extra={"step": step, "best_score": best, "optimizer": opt.state_dict(),
                                    "average": average.state_dict()})

@@ -2,10 +2,26 @@
 and scoring models, and looking at the distortions."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from apps.cli.common import (DEVICES, UsageError, add_clip_data_args, add_device_arg, add_weights_args, load_predictor,
                              positive, frame_size, task_list)
+
+
+def generator_choice(text: str) -> dict[str, tuple[str, ...]]:
+    from training.distortions import parse_generators
+    try:
+        return parse_generators(text)
+    except (KeyError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e).strip("'\"")) from None
+
+
+def add_generators_arg(p, help_text: str) -> None:
+    from training.distortions import DISTORTIONS
+    every = "; ".join(f"{n}: {'+'.join(DISTORTIONS.get(n).generators)}" for n in DISTORTIONS.names())
+    p.add_argument("--generators", type=generator_choice, default=None, metavar="NAME=GEN[+GEN],...",
+                   help=f"{help_text}. Generators: {every}")
 
 
 def _contents(specs: list[str], frame: tuple[int, int], seed: int):
@@ -22,7 +38,7 @@ def cmd_synth(args) -> int:
         raise UsageError(f"--out: {args.out} exists and is not a folder")
     contents = _contents(args.content or ["procedural"], args.size, args.seed)
     labels = synthesize(args.out, contents, args.clips, args.seconds, args.fps, args.tasks, args.seed,
-                        progress=not args.quiet)
+                        progress=not args.quiet, generators=args.generators)
     print(f"wrote {args.clips} clips and {labels}")
     return 0
 
@@ -63,6 +79,8 @@ def cmd_train(args) -> int:
         overrides["train_content"] = tuple(args.content)
     if args.tasks is not None:
         overrides["tasks"] = args.tasks
+    if args.generators is not None:
+        overrides["generators"] = {name: list(gens) for name, gens in args.generators.items()}
     cfg = replace(cfg, **overrides)
     from model.factory import MODELS
     if cfg.model not in MODELS:
@@ -132,6 +150,7 @@ def register(sub) -> None:
     p.add_argument("--tasks", type=task_list, default=None,
                    help="comma-separated distortions to synthesise (default: the five surgical ones)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same clips)")
+    add_generators_arg(p, "draw each named distortion from these generators only (default: all of them)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_synth)
 
@@ -141,7 +160,9 @@ def register(sub) -> None:
                                    "resumable last.pt in --out. Defaults: training.trainer.TrainConfig.")
     p.add_argument("--config", type=Path, help="JSON file of TrainConfig settings (flags override it)")
     p.add_argument("--out", type=Path, help="run folder (default runs/default)")
-    p.add_argument("--content", action="append", help="training content spec (repeatable; replaces the default)")
+    p.add_argument("--content", action="append",
+                   help="training content spec (repeatable; replaces the default, 'real:train' (the screened real "
+                        "train split, training/surgical.py) and 'procedural:0-16')")
     p.add_argument("--model", help="architecture (see model.factory.list_models)")
     p.add_argument("--tasks", type=task_list, default=None, help="comma-separated tasks (heads)")
     p.add_argument("--steps", type=positive(int), help="optimizer steps")
@@ -167,6 +188,8 @@ def register(sub) -> None:
                         "made steps 19%% faster in float32, 32%% in bfloat16)")
     p.add_argument("--val-every", type=positive(int), help="steps between validations")
     p.add_argument("--seed", type=int, help="random seed")
+    add_generators_arg(p, "train each named distortion on these generators only, e.g. to leave one out "
+                          "(default: all of them)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)

@@ -1,0 +1,66 @@
+"""The real laparoscopy the trainer may learn from: the `train` split of `../shared/data/surgical`,
+screened, with what each source is and what was left out of it and why.
+
+Only the train split is listed here (val is for thresholds and checkpoint choice, through
+`scopewatch check-real val`; eval is only reported). Frames were screened by eye on a contact sheet
+(and against the previous model's alarms, to find what to look at): frames that show smoke, blur or
+haze are left out, since everything here is labelled clean before it is distorted.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.content import Content, open_content
+
+log = logging.getLogger("scopewatch.content")
+SURGICAL = Path("../shared/data/surgical")
+WIDESCREEN = 16 / 9
+
+
+@dataclass(frozen=True)
+class RealSource:
+    spec: str  # open_content spec, relative to the surgical folder
+    what: str
+    aspect: float | None = None  # true width/height of files stored stretched
+    exclude: tuple[str, ...] = ()  # file-name prefixes screened out
+    why_excluded: str = ""
+
+    def open(self, size: tuple[int, int], seed: int, root: Path = SURGICAL) -> list[Content]:
+        return open_content(str(root / self.spec), size, seed=seed, aspect=self.aspect, exclude=self.exclude)
+
+
+TRAIN_SOURCES = (
+    RealSource("train_clean[0:16]", "Cholec80 video01, 16 of 20 still frames (4 kept for the synthetic test)"),
+    RealSource("real_clean_video/cholec_endo_720p.mp4@0:8", "a 720p cholecystectomy, seconds 0-8 (8-10 validate)"),
+    RealSource("train_more/endovis15_colorectal", "EndoVis 2015, 4 colorectal operations; OP4 a round field",
+               exclude=("OP2_img_01", "OP2_img_04", "OP2_img_10", "OP2_img_19", "OP2_img_22", "OP2_img_25",
+                        "OP2_img_28", "OP2_img_31", "OP2_img_34", "OP3_img_19"),
+               why_excluded="hazy or smoky (most of OP2, one of OP3)"),
+    RealSource("train_more/artnet_1080p", "Art-Net, a 1080p laparoscope with a round field (5 similar frames)"),
+    RealSource("train_more/roboflow_informative/images", "web laparoscopy videos, black borders, redaction boxes",
+               aspect=WIDESCREEN,
+               exclude=("1036206_", "1035604_100", "1035604_119", "1035604_156", "1035606_899"),
+               why_excluded="1036206_* are not surgery (news, people, slides); four frames are blurred"),
+    RealSource("train_more/cholec80_clips[0:6]", "Cholec80 videos 01/02, 5 s clips with real camera and tool motion "
+               "(256 px high: rendered at their own size, never upscaled)", aspect=WIDESCREEN),
+)
+# The trainer's synthetic validation draws on other real content than its training: another time
+# range of the 720p video, and two Cholec80 clips of video02 that training never sees.
+VAL_SOURCES = (
+    RealSource("real_clean_video/cholec_endo_720p.mp4@8:", "the 720p cholecystectomy, seconds 8-10"),
+    RealSource("train_more/cholec80_clips[6:8]", "two Cholec80 clips of video02", aspect=WIDESCREEN),
+)
+
+
+def open_sources(sources, size: tuple[int, int], seed: int, root: Path = SURGICAL) -> list[Content]:
+    """Every source found (each missing one is logged and skipped: a machine without the data)."""
+    out: list[Content] = []
+    for source in sources:
+        path = root / source.spec.split("[")[0].split("@")[0]
+        if not path.exists():
+            log.warning("real content %s not found: skipped", path)
+            continue
+        out += source.open(size, seed, root)
+    return out

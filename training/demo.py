@@ -13,10 +13,14 @@ import numpy as np
 
 from model.tasks import level_to_severity
 from training.compose import Episode, Recipe
+from training.distortions import DISTORTIONS
 from training.scene import ProceduralScene
 from training.synth import render_clip
 
 DEMO_SEED = 7
+# The demo shows each distortion by its first generator (the off-centre light, the sensor's own
+# noise, a smoke plume...), as its schedule describes them, whatever the training mix draws.
+DEMO_GENERATORS = {name: DISTORTIONS.get(name).generators[:1] for name in DISTORTIONS.names()}
 DEMO_SIZE = (640, 360)
 DEMO_FPS = 25
 
@@ -43,7 +47,7 @@ class DemoFeed:
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
         scene = ProceduralScene(self.seed, self.size)
-        recipe = Recipe.sample(self.episodes, np.random.default_rng(self.seed))
+        recipe = Recipe.sample(self.episodes, np.random.default_rng(self.seed), DEMO_GENERATORS)
         for i in range(round(self.seconds * self.fps)):
             t = i / self.fps
             yield t, recipe.render(scene.frame_at(t), t)
@@ -53,6 +57,7 @@ def write_demo_clip(path: Path, seconds: float) -> list[Episode]:
     """The demo scene as an H.264 file at `path`; returns its scheduled episodes."""
     episodes = demo_episodes(seconds)
     path.parent.mkdir(parents=True, exist_ok=True)
-    render_clip(path, ProceduralScene(DEMO_SEED, DEMO_SIZE), Recipe.sample(episodes, np.random.default_rng(DEMO_SEED)),
+    recipe = Recipe.sample(episodes, np.random.default_rng(DEMO_SEED), DEMO_GENERATORS)
+    render_clip(path, ProceduralScene(DEMO_SEED, DEMO_SIZE), recipe,
                 seconds, DEMO_FPS)
     return episodes

@@ -252,7 +252,8 @@ class Smoke(Distortion):
             along = (xs - tx) * math.cos(a) + (ys - ty) * math.sin(a)
             across = -(xs - tx) * math.sin(a) + (ys - ty) * math.cos(a)
             spread = 0.08 + 0.35 * np.clip(along, 0, None)
-            density += np.exp(-(across / spread) ** 2) * np.exp(-np.clip(-along, 0, None) ** 2 / 0.01) * np.exp(-np.clip(along, 0, None) / 1.2)
+            behind, ahead = np.clip(-along, 0, None), np.clip(along, 0, None)  # the jet starts at the tip
+            density += np.exp(-(across / spread) ** 2) * np.exp(-behind ** 2 / 0.01) * np.exp(-ahead / 1.2)
         density = 0.25 + density / max(float(density.mean()), 1e-3) * 0.75
         # Rayleigh-like: shorter wavelengths scatter more (relative to green: red 0.8, blue 1.25).
         return np.stack([resize_field(np.exp(-tau * k * density).astype(np.float32), shape) for k in (0.8, 1.0, 1.25)], axis=-1)

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from apps.cli.common import (UsageError, add_config_arg, add_device_arg, add_weights_args, load_predictor, predictor_for,
+from apps.cli.common import (UsageError, add_config_arg, add_device_arg, add_weights_args, predictor_for,
                              run_config)
 
 

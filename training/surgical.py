@@ -64,3 +64,22 @@ def open_sources(sources, size: tuple[int, int], seed: int, root: Path = SURGICA
             continue
         out += source.open(size, seed, root)
     return out
+
+
+def main() -> None:
+    """`python -m training.surgical`: each training source's count and share of the samples (the
+    trainer draws a source uniformly), the table of docs/MODEL.md."""
+    from training.trainer import TrainConfig, load_contents
+
+    cfg = TrainConfig()
+    rows = [(s.spec, open_sources([s], (640, 360), cfg.seed)) for s in TRAIN_SOURCES]
+    rows += [(spec, load_contents([spec], cfg.seed)) for spec in cfg.train_content if not spec.startswith("real:")]
+    total = sum(len(c) for _, c in rows)
+    for spec, contents in rows:
+        frames = sum(len(getattr(c, "frames", [None])) for c in contents)
+        print(f"{spec:<50} {len(contents):>4} sources {frames:>5} frames {len(contents) / total:6.1%} of samples")
+    print(f"{'total':<50} {total:>4} sources; real {1 - sum(len(c) for s, c in rows[len(TRAIN_SOURCES):]) / total:.1%}")
+
+
+if __name__ == "__main__":
+    main()

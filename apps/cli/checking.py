@@ -192,8 +192,16 @@ def cmd_operating_points(args) -> int:
     return 0
 
 
-def register(sub) -> None:
+def add_real_run_args(p) -> None:
+    """What every command that runs the real footage through the monitor takes."""
     from training.realcheck import DEFAULT_DATA
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"the real footage (default {DEFAULT_DATA})")
+    add_device_arg(p)
+    add_config_arg(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def register(sub) -> None:
     p = sub.add_parser("check-real", help="a checkpoint on the real footage of one split (val or eval)",
                        description="Analyse the real surgical footage of SPLIT through the monitor: on clean "
                                    "items the frames with an alarm and the false events per 10 minutes, on "
@@ -201,15 +209,12 @@ def register(sub) -> None:
                                    "to choose thresholds and checkpoints; `eval` is reported only, never tuned on. "
                                    "Writes OUT/real_SPLIT.json and .md.")
     p.add_argument("split", choices=("val", "eval"))
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"the real footage (default {DEFAULT_DATA})")
     p.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default reports)")
     p.add_argument("--before", type=Path, help="an earlier real_SPLIT.json (another checkpoint): adds a before/after table")
     p.add_argument("--worst", type=int, default=0, metavar="N",
                    help="also write OUT/real_SPLIT_worst.jpg, a contact sheet of the N frames it gets most wrong")
     add_weights_args(p)
-    add_device_arg(p)
-    add_config_arg(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_real_run_args(p)
     p.set_defaults(run=cmd_check_real)
 
     p = sub.add_parser("operating-points", help="choose each distortion's threshold on the real val footage",
@@ -221,10 +226,7 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
     p.add_argument("--clean-budget", type=float, default=0.01,
                    help="share of val clean frames one distortion may alarm on (default 0.01)")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"the real footage (default {DEFAULT_DATA})")
-    add_device_arg(p)
-    add_config_arg(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_real_run_args(p)
     p.set_defaults(run=cmd_operating_points)
 
     p = sub.add_parser("ship", help="the shipping rule: which candidate checkpoint may replace the shipped one",
@@ -234,7 +236,9 @@ def register(sub) -> None:
                                    "each val distortion detected (recall >= 0.5), and micro-F1 and exact match "
                                    "on the test set at most 0.01 below the shipped weights. Writes "
                                    "OUT/shipping.json and .md; with --install copies the best passing candidate "
-                                   "there. Exit 1 when none passes. The eval split is never read.")
+                                   "there (with --fewer-failures, when none passes, the one failing fewest checks if "
+                                   "that is fewer than the shipped weights). Exit 1 when none is chosen. The eval "
+                                   "split is never read.")
     p.add_argument("candidates", type=Path, nargs="+", help="candidate checkpoints")
     p.add_argument("--testset", type=Path, default=Path("data/testset"), help="synthetic test set (default data/testset)")
     p.add_argument("--shipped", type=Path, help="the weights to compare with (default: the shipped weights)")
@@ -242,9 +246,6 @@ def register(sub) -> None:
     p.add_argument("--fewer-failures", action="store_true",
                    help="when no candidate passes every check, choose the one failing the fewest, provided it "
                         "fails fewer than the shipped weights (the report says which checks still fail)")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"the real footage (default {DEFAULT_DATA})")
     p.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default reports)")
-    add_device_arg(p)
-    add_config_arg(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_real_run_args(p)
     p.set_defaults(run=cmd_ship)

@@ -202,12 +202,14 @@ class Smoke(Distortion):
     * plume: a drifting, turbulent transmission (fractal noise) and a whitish-to-tissue-tinted airlight;
     * haze: a near-uniform veil thicker with depth (far, darker tissue is veiled more) and along a slope;
     * jet: bright jets rising from one to three instrument tips, scattering blue more than red;
-    * veil: a soft grey-white layer blended over a desaturated scene (no scattering model).
+    * veil: a soft grey-white layer blended over a desaturated scene (no scattering model);
+    * puff: one to three local clouds with ragged edges (the puff a burn leaves before it spreads),
+      dense at their core and absent elsewhere, the scene under them softened by the scattering.
     No smoke appears outside the scope's image circle (no light reaches the sensor there)."""
 
     name = "smoke"
     order = 20
-    generators = ("plume", "haze", "jet", "veil")
+    generators = ("plume", "haze", "jet", "veil", "puff")
 
     def generator_params(self, generator, rng):
         white = np.array([0.90, 0.88, 0.86]) + rng.uniform(-0.05, 0.05, 3)
@@ -220,7 +222,7 @@ class Smoke(Distortion):
                 "drift": [speed * np.sin(angle), speed * np.cos(angle)], "cells": float(rng.uniform(1.5, 3.5)),
                 "slope": [float(np.sin(angle)), float(np.cos(angle))], "depth": float(rng.uniform(0.3, 1.0)),
                 "tips": rng.uniform(-0.6, 0.6, (n_jets, 2)).tolist(), "rise": float(rng.uniform(-np.pi, np.pi)),
-                "desaturate": float(rng.uniform(0.3, 0.9))}
+                "desaturate": float(rng.uniform(0.3, 0.9)), "sizes": rng.uniform(0.6, 1.4, n_jets).tolist()}
 
     @staticmethod
     def optical_depth(severity: float) -> float:
@@ -244,6 +246,17 @@ class Smoke(Distortion):
             slope = 0.5 + 0.5 * np.tanh(2.0 * (ys * params["slope"][0] + xs * params["slope"][1]) + 0.2 * math.sin(0.2 * t))
             density = (1.0 - params["depth"]) + params["depth"] * (0.6 * far + 0.4 * slope)
             return resize_field(np.exp(-tau * density / max(float(density.mean()), 1e-3)).astype(np.float32), shape)
+        if generator == "puff":
+            ys, xs = _centred_grid(small)
+            ragged = FractalField(np.random.default_rng(params["seed"]), octaves=3, cells=2 * params["cells"],
+                                  drift=tuple(params["drift"])).at(small, t)
+            density = np.zeros(small, np.float32)
+            for (cy, cx), size in zip(params["tips"], params["sizes"]):
+                cy, cx = cy + 0.3 * params["drift"][0] * t, cx + 0.3 * params["drift"][1] * t  # the cloud drifts
+                radius = (0.3 + 0.45 * severity ** 2) * size  # heavy smoke fills the cavity
+                d2 = ((ys - cy) ** 2 + (xs - cx) ** 2) / radius ** 2
+                density += np.exp(-d2 * (0.4 + 1.2 * ragged)) * (0.55 + 0.9 * ragged)  # wisps inside
+            return resize_field(np.exp(-3.0 * tau * np.clip(density, 0.0, 1.5)).astype(np.float32), shape)
         # jet: elongated Gaussian plumes from each tip along a rising direction, widening as they go.
         ys, xs = _centred_grid(small)
         density = np.zeros(small, np.float32)
@@ -268,9 +281,11 @@ class Smoke(Distortion):
         scene = cv2.GaussianBlur(frame, (0, 0), sigma).astype(np.float32) if sigma >= 0.5 else frame.astype(np.float32)
         airlight = np.asarray(params["airlight"], np.float32) * 255.0
         trans3 = trans if trans.ndim == 3 else trans[..., None]
+        if params["generator"] == "puff":  # only what lies under a cloud is softened
+            scene = frame.astype(np.float32) * trans3 + scene * (1.0 - trans3)
         return np.clip(scene * trans3 + airlight * (1.0 - trans3) + 0.5, 0, 255).astype(np.uint8)
 
-    render_plume = render_haze = render_jet = _scatter
+    render_plume = render_haze = render_jet = render_puff = _scatter
 
     def render_veil(self, frame, severity, params, t):
         shape = frame.shape[:2]

@@ -79,12 +79,17 @@ def choose(candidates: list[dict], shipped: dict | None, fewer_failures: bool = 
     best = min(candidates, key=lambda c: (c["failed"], tuple(c["rank"])))
     if not fewer_failures:
         return None, f"no candidate passes every check (the best fails {best['failed']})"
-    if shipped is not None and best["failed"] >= shipped["failed"]:
-        return None, (f"no candidate passes every check, and the best fails {best['failed']}, "
-                      f"no fewer than the shipped weights ({shipped['failed']})")
+    # Failing as many checks as the shipped weights, a candidate replaces them only if it ranks
+    # better on val by the same key that orders the candidates (fewer clean alarms, more recall).
+    if shipped is not None and (best["failed"], tuple(best["rank"])) >= (shipped["failed"], tuple(shipped["rank"])):
+        return None, (f"no candidate passes every check, and the best fails {best['failed']} "
+                      f"(the shipped weights {shipped['failed']}) without ranking better on val")
     failing = "; ".join(c["rule"] for c in best["checks"] if not c["passed"])
+    tie = ""
+    if shipped is not None and best["failed"] == shipped["failed"]:
+        tie = f", and it ranks better on val (mean recall {-best['rank'][1]:.3f} against {-shipped['rank'][1]:.3f})"
     return best["weights"], (f"no candidate passes every check; this one fails {best['failed']} "
-                             f"({failing}), the shipped weights {shipped['failed'] if shipped else 'n/a'}")
+                             f"({failing}), the shipped weights {shipped['failed'] if shipped else 'n/a'}{tie}")
 
 
 def markdown(candidates: list[dict], shipped: dict | None, chosen: str | None, why: str) -> str:

@@ -67,7 +67,7 @@ class TrainConfig:
     # Generators each distortion may draw (training.distortions); empty: all. A leave-one-generator-out
     # run trains with one left out here and is tested on that one alone.
     generators: dict = field(default_factory=dict)
-    steps: int = 3600
+    steps: int = 2400
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -80,11 +80,11 @@ class TrainConfig:
     severity_skew: float = 1.7  # > 1: more training distortions at the faint end (training.dataset.draw_severity)
     quality_weight: float = 2.0
     severity_weight: float = 1.0
-    val_every: int = 250
+    val_every: int = 200
     # Every this many steps (a multiple of val_every) the weight average is also kept as
     # snapshots/step_NNNNN.pt: the real val footage, not the synthetic validation, chooses what
     # ships (`scopewatch ship`), and on it the best checkpoint need not be the last nor `best.pt`.
-    snapshot_every: int = 1000
+    snapshot_every: int = 400
     val_samples: int = 384
     workers: int = 2  # with the training step on the third thread: the 2 cores stay busy (synthesis is the slower half)
     device: str = "auto"  # auto: CUDA when present (synthesis stays on the CPU workers)

@@ -237,7 +237,7 @@ def register(sub) -> None:
                                    "on the test set at most 0.01 below the shipped weights. Writes "
                                    "OUT/shipping.json and .md; with --install copies the best passing candidate "
                                    "there (with --fewer-failures, when none passes, the one failing fewest checks if "
-                                   "that is fewer than the shipped weights). Exit 1 when none is chosen. The eval "
+                                   "that is fewer than the shipped weights fail, or as many but ranked better on val). Exit 1 when none is chosen. The eval "
                                    "split is never read.")
     p.add_argument("candidates", type=Path, nargs="+", help="candidate checkpoints")
     p.add_argument("--testset", type=Path, default=Path("data/testset"), help="synthetic test set (default data/testset)")
@@ -245,7 +245,8 @@ def register(sub) -> None:
     p.add_argument("--install", type=Path, help="copy the chosen candidate here")
     p.add_argument("--fewer-failures", action="store_true",
                    help="when no candidate passes every check, choose the one failing the fewest, provided it "
-                        "fails fewer than the shipped weights (the report says which checks still fail)")
+                        "fails fewer than the shipped weights, or as many and ranks better on val (fewer clean "
+                        "alarms, then more recall); the report says which checks still fail")
     p.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default reports)")
     add_real_run_args(p)
     p.set_defaults(run=cmd_ship)

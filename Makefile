@@ -80,6 +80,7 @@ logo: setup $(LOGO_TEST)/labels.csv
 realworld: setup
 	$(PY) -m training.realworld --out reports/realworld.json
 	$(VENV)/bin/scopewatch check-real eval --out reports --before reports/baseline/real_eval.synth_v9.json --worst 24
+	$(VENV)/bin/scopewatch check-reference eval --out reports
 
 # The before of the real-footage reports' before/after tables: synth_v9, the weights shipped before
 # issue 18, from the commit that last shipped them.
@@ -98,6 +99,7 @@ baseline: setup $(BASELINE)
 # alarm and false events on clean items, recall on degraded ones); what may choose thresholds.
 validate-real: setup
 	$(VENV)/bin/scopewatch check-real val --out reports --before reports/baseline/real_val.synth_v9.json --worst 12
+	$(VENV)/bin/scopewatch check-reference val --grid --out reports
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs data

@@ -91,7 +91,7 @@ class Monitor:
     def _result(self, f: Sampled, p, now: float, dropped: int) -> None:
         latency = (now - f.raw.wall_time) * 1000.0
         self.metrics.record_result(now, latency)
-        levels = self.cfg.decision.levels(p.probabilities, p.severities)
+        levels = self.cfg.decision.levels(p.probabilities, p.severities, self.source.source_id)
         self._emit(FrameResult(self.source.source_id, f.raw.index, f.raw.pts, f.raw.time_s, f.raw.wall_time,
                                p.probabilities, levels, p.quality, latency, StreamState.LIVE, dropped,
                                self.predictor.name), f.image)

@@ -14,14 +14,18 @@ from monitor.outputs.export import CsvTimelineWriter, EventsJsonWriter
 from monitor.outputs.timeline import Timeline, format_summary
 from monitor.outputs.webhook import WebhookSender
 from monitor.pipeline import Monitor
+from monitor.reference import ReferenceWindow
 from monitor.sources import FrameSource
 
 
 class Session:
     def __init__(self, source: FrameSource, predictor: Predictor, cfg: ScopeWatchConfig,
                  csv_path: str | Path | None = None, events_path: str | Path | None = None,
-                 worker: InferenceWorker | None = None):
+                 worker: InferenceWorker | None = None, reference: ReferenceWindow | None = None):
+        """`reference`: a window of this feed to take as its normal as it passes (the run stops
+        with the reason in `monitor.failed` when the window is refused)."""
         self.cfg = cfg
+        self.reference = reference
         tasks = predictor.tasks
         self.timeline = Timeline(tasks, cfg.decision, cfg.timeline.recent_s, cfg.timeline.archive_points)
         self.detector = EventDetector(tasks, cfg.events, source.source_id, cfg.decision)
@@ -32,6 +36,11 @@ class Session:
         self.monitor = Monitor(source, predictor, cfg, sinks=[self._on_result], worker=worker)
 
     def _on_result(self, result, image) -> None:
+        if self.reference is not None and not self.reference.done:
+            self.reference(result)  # before the frame is decided: the reference counts from this frame on
+            if self.reference.refused:
+                self.monitor.failed = self.reference.refused
+                self.monitor.stop()
         self.timeline(result)
         if image is not None:
             self.latest_image = image
@@ -43,7 +52,7 @@ class Session:
     def _publish(self, event) -> None:
         if self.events_out:
             self.events_out.add(event)
-        if self.webhook:
+        if self.webhook and not event.repeat:  # a repeat inside the cool-down is recorded, not raised
             self.webhook.send(event.to_dict())
 
     @property

@@ -154,3 +154,23 @@ def test_choosing_takes_a_passing_candidate_else_only_one_failing_less_than_the_
     assert chosen == "a" and "ranks better on val (mean recall 0.600 against 0.500)" in why
     chosen, why = choose([c("a", 2, (0.1, -0.9))], c("old", 2, (0.0, -0.5)), fewer_failures=True)
     assert chosen is None  # more clean alarms: recall does not buy them
+
+
+def test_a_reference_run_is_scored_on_its_part_after_the_window():
+    from training.realcheck import score_reference_run
+    frames = [(t / 5, ["noise"] if t in (15, 16) else []) for t in range(50)]  # 0..9.8 s
+    clean = score_reference_run(frames, [("noise", 3.0, 3.2)], (3.0, 8.0), None)
+    assert clean["frames"] == 25 and clean["any_alarm"] == 0.08 and clean["false_events_per_10min"] == pytest.approx(125.0, abs=0.1)
+    hit = [(t / 5, ["smoke"] if t >= 20 else []) for t in range(50)]
+    found = score_reference_run(hit, [("smoke", 4.0, 4.6), ("noise", 1.0, 1.2)], (3.0, None), "smoke")
+    assert found["recall"] == pytest.approx(30 / 35, abs=1e-3) and found["first_event_after_s"] == 1.6
+    assert score_reference_run(hit, [], (3.0, None), "noise")["first_event_after_s"] is None
+
+
+def test_the_reference_setting_keeps_every_recall_with_the_fewest_clean_alarms():
+    from training.realcheck import choose_reference_setting
+    rows = [{"margin": 0.5, "statistic": "high", "worst_recall_change": 0.0, "clean_any_alarm": 0.2},
+            {"margin": 1.0, "statistic": "high", "worst_recall_change": -0.01, "clean_any_alarm": 0.1},
+            {"margin": 2.0, "statistic": "high", "worst_recall_change": -0.3, "clean_any_alarm": 0.0}]
+    assert choose_reference_setting(rows)["margin"] == 1.0
+    assert choose_reference_setting(rows[2:]) is None

@@ -203,3 +203,106 @@ def compare_markdown(report: dict, before: dict) -> str:
                 return f"{v:.1%}" if key in ("any_alarm", "recall") else (f"{v} of {r['clips']}" if key == "clips_mostly_flagged" else f"{v:g}")
             lines.append(f"| {name} | {r['kind']} | {label} | {fmt(b.get(key))} | {fmt(r[key])} |")
     return "\n".join(lines) + "\n"
+
+
+# -- feed references (issue 19) ------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReferenceCase:
+    """A clip, the window of it taken as the feed's normal, and the part scored after it: clean
+    (distortions are then synthesised onto it) or showing a real distortion (`present`)."""
+    split: str
+    path: str
+    reference: tuple[float, float]
+    scored: tuple[float, float | None]
+    present: str | None = None
+    note: str = ""
+
+
+REFERENCE_CASES: tuple[ReferenceCase, ...] = (
+    # Windows read off contact sheets, as the windows of ITEMS were.
+    ReferenceCase("val", "val_smoke/smoke_builds_480p60_a.mp4", (0.0, 1.0), (1.5, 3.2), "smoke", "clear, then cautery smoke"),
+    ReferenceCase("val", "val_smoke/smoke_builds_480p60_b.mp4", (0.0, 2.0), (2.5, None), "smoke", "clear, then smoke building"),
+    # The two Cholec80 clips the trainer keeps for its validation (training.surgical), never trained
+    # on: clean, with real camera and tool motion.
+    ReferenceCase("val", "train_more/cholec80_clips/video02_130.mp4", (0.0, 2.0), (2.0, None), None, "real motion"),
+    ReferenceCase("val", "train_more/cholec80_clips/video02_131.mp4", (0.0, 2.0), (2.0, None), None, "real motion"),
+    ReferenceCase("eval", "real_clean_video/Up-1_2.mp4", (4.0, 7.0), (7.0, None), None, "real camera motion until 4 s"),
+    ReferenceCase("eval", "real_clean_video/Zoomin_2.mp4", (3.0, 6.0), (6.0, 8.5), None,
+                  "camera moving until ~3 s; real smoke from ~9 s"),
+)
+
+
+def reference_cases(split: str) -> list[ReferenceCase]:
+    if split not in ("val", "eval"):
+        raise ValueError(f"split must be val or eval, got {split!r}")
+    return [c for c in REFERENCE_CASES if c.split == split]
+
+
+def score_reference_run(frames: list[tuple[float, list[str]]], events: list[tuple[str, float, float | None]],
+                        scored: tuple[float, float | None], expected: str | None) -> dict:
+    """The figures of one run on the scored part of its clip (`frames`: per analysed frame its time
+    and alarms; `events`: name, start, raised): with nothing `expected`, the false alarms; else the
+    recall of the expected distortion and how long after the part began its first event was raised."""
+    start, end = scored[0], float("inf") if scored[1] is None else scored[1]
+    kept = [alarms for t, alarms in frames if start <= t < end]
+    span = [t for t, _ in frames if start <= t < end]
+    seconds = (span[-1] - span[0]) if len(span) > 1 else 0.0
+    out: dict = {"frames": len(kept), "seconds": round(seconds, 2)}
+    if not kept:
+        return out
+    if expected is None:
+        false = [e for e in events if e[1] < end and (e[2] is None or e[2] >= start)]
+        out["any_alarm"] = round(sum(bool(a) for a in kept) / len(kept), 4)
+        out["false_events_per_10min"] = round(len(false) * 600.0 / seconds, 2) if seconds else None
+    else:
+        out["recall"] = round(sum(expected in a for a in kept) / len(kept), 4)
+        raised = [e[2] for e in events if e[0] == expected and e[2] is not None and e[2] >= start]
+        out["first_event_after_s"] = round(min(raised) - start, 2) if raised else None
+    return out
+
+
+# Candidate settings of the relative rule (Decision.reference_margin, reference_statistic).
+REFERENCE_GRID: tuple[tuple[float, str], ...] = tuple((m, s) for s in ("median", "high") for m in (0.5, 1.0, 1.5, 2.0, 3.0))
+RECALL_LOSS_ALLOWED = 0.02  # a reference must not cost detection (issue 19)
+
+
+def choose_reference_setting(rows: list[dict]) -> dict | None:
+    """The grid row that keeps every recall within RECALL_LOSS_ALLOWED with the fewest clean alarms
+    (then the least recall lost, then the smaller margin), or None when none does."""
+    fine = [r for r in rows if r["worst_recall_change"] >= -RECALL_LOSS_ALLOWED]
+    return min(fine, key=lambda r: (r["clean_any_alarm"] or 0.0, -r["worst_recall_change"], r["margin"]), default=None)
+
+
+def reference_markdown(report: dict) -> str:
+    lines = [f"# Feed references, split `{report['split']}` (weights: {report['weights']})", "",
+             f"On clean clips distortions are added to the scored part at level {report['level']} "
+             f"(training.distortions, one generator drawn per run, seed {report['seed']}).", "",
+             "| clip | reference | scored | distortion | reference | frames with any alarm | false events / 10 min | "
+             "recall | first event after (s) |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def pct(v):
+        return "" if v is None else f"{v:.1%}"
+
+    for case in report["cases"]:
+        ref = f"{case['reference'][0]:g}-{case['reference'][1]:g} s"
+        start, end = case["scored"]
+        scored = f"{start:g}-{'' if end is None else f'{end:g}'} s"
+        for run in case["runs"]:
+            what = run["added"] and f"{run['added']} (added)" or case["present"] or "—"
+            first = run.get("first_event_after_s", "")
+            fev = run.get("false_events_per_10min")
+            lines.append(f"| `{case['path']}` | {ref} | {scored} | {what} | "
+                         f"{'with' if run['with_reference'] else 'without'}{' (refused)' if run.get('refused') else ''} | "
+                         f"{pct(run.get('any_alarm'))} | {'' if fev is None else fev} | {pct(run.get('recall'))} | "
+                         f"{'never' if first is None else first} |")
+    if "grid" in report:
+        chosen = choose_reference_setting(report["grid"])
+        lines += ["", f"Candidate reference settings (recall may fall at most {RECALL_LOSS_ALLOWED} on any run):", "",
+                  "| margin (logits) | statistic | worst recall change | clean frames with any alarm | |", "|---|---|---|---|---|"]
+        for r in report["grid"]:
+            clean = "" if r["clean_any_alarm"] is None else f"{r['clean_any_alarm']:.1%}"
+            lines.append(f"| {r['margin']:g} | {r['statistic']} | {r['worst_recall_change']:+.3f} | {clean} | "
+                         f"{'**chosen**' if r is chosen else ''} |")
+        if chosen is None:
+            lines += ["", "No setting keeps every recall."]
+    return "\n".join(lines) + "\n"

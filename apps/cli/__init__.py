@@ -11,7 +11,7 @@ import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from apps.cli import checking, monitoring, serving, training  # noqa: E402  (after the analytics switch)
+from apps.cli import checking, monitoring, referencing, serving, training  # noqa: E402  (after the analytics switch)
 from apps.cli.common import Parser, UsageError  # noqa: E402
 
 
@@ -19,7 +19,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="scopewatch", description="Real-time distortion and quality monitor for surgical video.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    for family in (training, checking, monitoring, serving):
+    for family in (training, checking, referencing, monitoring, serving):
         family.register(sub)
     return parser
 

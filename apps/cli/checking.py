@@ -22,7 +22,7 @@ def observe_clip(path: Path, item, predictor, cfg, worst=None):
 
     def sink(result, image):
         if result.analysed and item.start_s <= result.time_s < end:
-            frames.append(cfg.decision.alarms(result.probabilities))
+            frames.append(cfg.decision.alarms(result.probabilities, result.source_id))
             times.append(result.time_s)
             probabilities.append(dict(result.probabilities))
             if worst is not None:

@@ -77,6 +77,47 @@ def add_config_arg(p) -> None:
                         "source, sampling, buffer, model, events, output, timeline, decision); flags override it")
 
 
+def reference_spec(text: str):
+    """--reference: START:END seconds of the feed, or a saved reference file."""
+    if text.lower().endswith(".json"):
+        return Path(text)
+    try:
+        start, end = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:END in seconds (e.g. 4:7) or a saved .json, got {text!r}") from None
+    if not 0 <= start < end:
+        raise argparse.ArgumentTypeError(f"expected 0 <= START < END, got {text!r}")
+    return start, end
+
+
+def add_reference_args(p) -> None:
+    p.add_argument("--reference", type=reference_spec, metavar="START:END|FILE",
+                   help="the feed's normal: alarms are raised relative to what these seconds of it show (saved as "
+                        "FEED.scopewatch.reference.json beside the outputs), or to a saved reference; a window the "
+                        "model already calls distorted is refused")
+    p.add_argument("--force-reference", action="store_true", help="take the --reference window even if it looks distorted")
+
+
+def reference_for(args, decision, feed: str, save_to: Path):
+    """The ReferenceWindow to take while `feed` runs, or None (no --reference, or a saved one,
+    which is installed in `decision` now)."""
+    from model.decision import Reference
+    from monitor.reference import ReferenceWindow
+    if args.reference is None:
+        return None
+    if isinstance(args.reference, Path):
+        try:
+            ref = Reference.load(args.reference)
+        except ValueError as e:
+            raise UsageError(f"--reference: {e}") from None
+        decision.references[feed] = ref
+        print(f"{feed}: alarms relative to the {ref.describe()} ({args.reference})", file=sys.stderr)
+        return None
+    check_writable(save_to)
+    start, end = args.reference
+    return ReferenceWindow(decision, feed, start, end, args.force_reference, save_to, os.environ.get("USER", ""))
+
+
 def add_sampling_args(p, mode: str) -> None:
     default = mode_default(mode, "sampling.fps")
     g = p.add_mutually_exclusive_group()

@@ -4,8 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from apps.cli.common import (UsageError, add_monitor_args, add_sampling_args, check_writable, open_checked, positive,
-                             predictor_for, run_config)
+from apps.cli.common import (UsageError, add_monitor_args, add_reference_args, add_sampling_args, check_writable,
+                             open_checked, positive, predictor_for, reference_for, run_config)
 from monitor.outputs.naming import feed_stem, output_paths
 
 
@@ -21,8 +21,8 @@ def cmd_archive(args, cfg) -> int:
     from tqdm import tqdm
     from monitor.archive import SUMMARY, ArchiveError, analyse_archive, find_videos, local_executor, ray_executor
 
-    if args.csv or args.events or args.realtime:
-        raise UsageError("--csv/--events/--realtime do not apply to archive mode (--out/--ray)")
+    if args.csv or args.events or args.realtime or args.reference:
+        raise UsageError("--csv/--events/--realtime/--reference do not apply to archive mode (--out/--ray)")
     if args.ray and args.out is None:
         raise UsageError("--ray needs --out DIR (where every video's files and the summary go)")
     try:
@@ -70,11 +70,12 @@ def cmd_analyze(args) -> int:
         events_path = _given_path(args.events, many, "--events") or paths.events
         check_writable(csv_path)
         check_writable(events_path)
-        jobs.append((video, source, csv_path, events_path))
+        reference = reference_for(args, cfg.decision, source.source_id, paths.reference)
+        jobs.append((video, source, csv_path, events_path, reference))
     predictor = predictor_for(cfg)
     failures = 0
-    for video, source, csv_path, events_path in jobs:
-        session = Session(source, predictor, cfg, csv_path, events_path)
+    for video, source, csv_path, events_path, reference in jobs:
+        session = Session(source, predictor, cfg, csv_path, events_path, reference=reference)
         total = source.info.duration_s
         bar = tqdm(total=round(total, 1) if total else None, desc=Path(video).name, unit="s", disable=args.quiet,
                    bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s [{elapsed}<{remaining}]")
@@ -94,6 +95,8 @@ def cmd_analyze(args) -> int:
         m = session.monitor.metrics
         print(f"\n{video}: {m.analysed} frames analysed of {m.decoded} decoded -> {csv_path}, {events_path}")
         print(session.summary_text())
+        if reference is not None and reference.reference is not None:
+            print(f"{reference.reference.describe()} -> {reference.save_to}")
         if session.monitor.failed or session.monitor.error:
             failures += 1
             reason = session.monitor.failed or session.monitor.error
@@ -105,7 +108,7 @@ def cmd_analyze(args) -> int:
 def feed_status(m, decision, name: str = "") -> str:
     """One feed's status line: state, media time, quality, the distortions present now, rates."""
     r = m.last_result
-    present = ", ".join(f"{t} {r.probabilities[t]:.2f}" for t in decision.alarms(r.probabilities)) \
+    present = ", ".join(f"{t} {r.probabilities[t]:.2f}" for t in decision.alarms(r.probabilities, r.source_id)) \
         if r and r.analysed else ""
     q = f"{r.quality:.0f}" if r and r.quality is not None else "-"
     lat = m.latency_percentile(50)
@@ -126,12 +129,11 @@ def cmd_watch(args) -> int:
     outputs = []
     if args.out_dir is not None:
         args.out_dir.mkdir(parents=True, exist_ok=True)
+    references = []
     for uri in args.sources:
-        if args.out_dir is not None:
-            paths = output_paths(uri, args.out_dir)
-            outputs.append((paths.csv, paths.events))
-        else:
-            outputs.append((args.csv, args.events))
+        paths = output_paths(uri, args.out_dir)
+        outputs.append((paths.csv, paths.events) if args.out_dir is not None else (args.csv, args.events))
+        references.append(paths.reference)
     for paths in outputs:
         for path in paths:
             if path is not None:
@@ -142,7 +144,9 @@ def cmd_watch(args) -> int:
     predictor = predictor_for(cfg)
     # One inference worker for every feed: frames of all feeds are batched into one model call.
     worker = InferenceWorker(predictor, cfg.buffer.batch_size, cfg.model.threads)
-    sessions = [Session(src, predictor, cfg, csv, events, worker=worker) for src, (csv, events) in zip(sources, outputs)]
+    sessions = [Session(src, predictor, cfg, csv, events, worker=worker,
+                        reference=reference_for(args, cfg.decision, src.source_id, ref_path))
+                for src, (csv, events), ref_path in zip(sources, outputs, references)]
     names = [feed_stem(uri) for uri in args.sources]
     tty = sys.stderr.isatty()
     ticks = [0]
@@ -170,7 +174,10 @@ def cmd_watch(args) -> int:
         if many:
             print(f"== {name}")
         print(s.summary_text())
-        if s.monitor.failed and not s.timeline.frames_analysed:
+        refused = s.reference is not None and s.reference.refused
+        if s.reference is not None and s.reference.reference is not None:
+            print(f"{s.reference.reference.describe()} -> {s.reference.save_to}")
+        if s.monitor.failed and (refused or not s.timeline.frames_analysed):
             print(f"scopewatch watch: error: {name}: {s.monitor.failed}", file=sys.stderr)
             failed += 1
     return 1 if failed == len(sessions) or (failed and not many) else 0
@@ -200,6 +207,7 @@ def register(sub) -> None:
     add_sampling_args(p, "recorded")
     p.add_argument("--realtime", action="store_true", help="play the file at its own pace, as a live feed")
     add_monitor_args(p)
+    add_reference_args(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_analyze)
 
@@ -222,4 +230,5 @@ def register(sub) -> None:
     p.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="RTSP transport (default tcp)")
     p.add_argument("--timeout", type=positive(float), help="seconds to wait when opening a stream (default 10)")
     add_monitor_args(p)
+    add_reference_args(p)
     p.set_defaults(run=cmd_watch)

@@ -24,7 +24,7 @@ def badges_html(session: Session | None) -> str:
         q = r.quality or 0.0
         parts.append(f"<span class='sw-badge {'sw-bad' if q < decision.quality_below else 'sw-ok'}'>"
                      f"quality {q:.0f}</span>")
-        for t in decision.alarms(r.probabilities):
+        for t in decision.alarms(r.probabilities, r.source_id):
             parts.append(f"<span class='sw-badge sw-bad'>{task_spec(t).title} L{r.levels.get(t, 0)}</span>")
     lat = m.latency_percentile(50)
     parts.append(f"<span class='sw-badge sw-info'>{m.inference_fps:.1f} fps · latency {lat or 0:.0f} ms · "
@@ -42,7 +42,7 @@ def tiles_html(feeds: dict[str, Session], selected: str) -> str:
         m, decision = session.monitor.metrics, session.cfg.decision
         r = m.last_result if m.last_result and m.last_result.analysed else None
         recent = [x.quality for x in downsample(windowed(session.timeline.snapshot(), 60.0), 60) if x.quality is not None]
-        bad = [task_spec(t).title for t in decision.alarms(r.probabilities)] if r else []
+        bad = [task_spec(t).title for t in decision.alarms(r.probabilities, r.source_id)] if r else []
         ok = r is not None and not bad and (r.quality or 0) >= decision.quality_below
         tiles.append(
             f"<div class='sw-tile {'sw-ok' if ok else 'sw-bad'}{' sw-selected' if uri == selected else ''}' "

@@ -5,8 +5,12 @@ between analysed frames) and thresholded with the run's `Decision` (open above t
 plus its hysteresis, close under the threshold minus it), so an episode neither flickers at the
 boundary nor starts on one bad frame. The smoothing decides *that* there is an episode; its
 boundaries come from the raw signal (from where it first rose above the closing level to the last
-frame above it), so they do not lag by the smoothing. Episodes shorter than the decision's
-`min_duration_s` are dropped. Besides one episode kind per distortion there
+frame above it), so they do not lag by the smoothing. Each distortion follows its policy in the
+decision (`Decision.policy`): an episode that starts within `merge_gap_s` of the previous one's end
+continues it (so an event is emitted only once that gap has passed), episodes shorter than
+`min_duration_s` are dropped, and one starting within `cooldown_s` of the previous event's end is
+kept as a `repeat` (recorded, not raised: no webhook). With a feed reference, events say which rule
+fired them (`Decision.rule`). Besides one episode kind per distortion there
 are the cheap checks of broadcast monitors (FFmpeg's blackdetect/freezedetect): quality below a
 threshold, a frozen picture, a black picture. Each event keeps a JPEG thumbnail of its worst frame.
 """
@@ -38,6 +42,9 @@ class Event:
     frames: int
     start_wallclock: str
     thumbnail_jpeg: bytes | None = field(default=None, repr=False)
+    raised_s: float | None = None  # when the smoothed signal confirmed it: the alarm a live feed raises
+    rule: str = ""  # distortion events: "threshold", or with a feed reference "relative" / "absolute"
+    repeat: bool = False  # started within the cool-down of the previous event of its name
 
     @property
     def duration_s(self) -> float:
@@ -92,6 +99,7 @@ class _Episode:
         self.worse_is_higher = worse_is_higher
         self.worst, self.worst_time, self.worst_image = value, r.time_s, image
         self.last_active = r.time_s  # last frame whose raw signal was on the distorted side
+        self.raised: float | None = None
 
     def add(self, r: FrameResult, value: float, image, active: bool = True):
         if active:
@@ -101,11 +109,20 @@ class _Episode:
         if (value > self.worst) if self.worse_is_higher else (value < self.worst):
             self.worst, self.worst_time, self.worst_image = value, r.time_s, image
 
-    def event(self, kind, name, source_id, width) -> Event:
+    def merge(self, later: "_Episode") -> None:
+        """Continue this episode with `later`, which started within the merge gap."""
+        self.values += later.values
+        self.qualities += later.qualities
+        self.last_active = later.last_active
+        if (later.worst > self.worst) if self.worse_is_higher else (later.worst < self.worst):
+            self.worst, self.worst_time, self.worst_image = later.worst, later.worst_time, later.worst_image
+
+    def event(self, kind, name, source_id, width, rule: str = "", repeat: bool = False) -> Event:
         q = [x for x in self.qualities if x is not None]
         return Event(kind, name, source_id, self.start, self.last_active, float(self.worst), float(np.mean(self.values)),
                      float(np.mean(q)) if q else None, self.worst_time, len(self.values), self.start_wallclock,
-                     thumbnail(self.worst_image, width) if self.worst_image is not None else None)
+                     thumbnail(self.worst_image, width) if self.worst_image is not None else None, self.raised, rule,
+                     repeat)
 
 
 class EventDetector:
@@ -117,6 +134,9 @@ class EventDetector:
         self.smoothed: dict[str, float] = {}
         self.open: dict[str, _Episode] = {}
         self.pending: dict[str, _Episode] = {}  # raw signal active, not (yet) confirmed by the smoothing
+        self.closing: dict[str, _Episode] = {}  # closed, waiting out the merge gap before it becomes an event
+        self.rules: dict[str, str] = {}  # the rule each open distortion episode opened on
+        self.last_end: dict[str, float] = {}  # end of the last event of each name (for the cool-down)
         self.last_time: float | None = None
         self.events: list[Event] = []
         self.meter = PictureMeter()
@@ -135,11 +155,11 @@ class EventDetector:
             return self.flush(r.time_s) if r.stream_state.value in ("stalled", "reconnecting", "ended", "failed") else []
         a = self._alpha(r.time_s)
         self.last_time = r.time_s
-        closed: list[Event] = []
+        closed: list[Event] = self._merge_gaps_passed(r.time_s)
         signals = {t: r.probabilities[t] for t in self.tasks if t in r.probabilities}
         for name, p in signals.items():
             s = self.smoothed[name] = p if name not in self.smoothed else self.smoothed[name] + a * (p - self.smoothed[name])
-            on, off = self.decision.event_on(name), self.decision.event_off(name)
+            on, off = self.decision.event_on(name, self.source_id), self.decision.event_off(name, self.source_id)
             closed += self._hysteresis(name, "distortion", p >= off, s >= on, s < off, r, p, image, worse_is_higher=True)
         if r.quality is not None:
             q = self.smoothed["quality"] = r.quality if "quality" not in self.smoothed else \
@@ -165,7 +185,15 @@ class EventDetector:
             else:
                 candidate.add(r, value, image)
             if turn_on:
-                self.open[key] = candidate or _Episode(r, value, image, worse_is_higher)
+                ep = candidate or _Episode(r, value, image, worse_is_higher)
+                earlier = self.closing.pop(key, None)
+                if earlier is not None:  # within the merge gap: the same episode goes on
+                    earlier.merge(ep)
+                    ep = earlier
+                else:
+                    self.rules[key] = self.decision.rule(key, self.source_id) if kind == "distortion" else ""
+                    ep.raised = r.time_s
+                self.open[key] = ep
                 self.pending.pop(key, None)
             return []
         ep.add(r, value, image, active)
@@ -174,10 +202,22 @@ class EventDetector:
         return []
 
     def _close(self, key: str, kind: str) -> list[Event]:
-        ep = self.open.pop(key)
-        if ep.last_active - ep.start < self.decision.min_duration_s:
+        """Close `key`'s episode: it waits out its merge gap (an event later), or is final now."""
+        self.closing[key] = self.open.pop(key)
+        return [] if self.decision.policy(key).merge_gap_s > 0 else self._finalise(key, kind)
+
+    def _merge_gaps_passed(self, time_s: float) -> list[Event]:
+        return [ev for key in list(self.closing) if time_s - self.closing[key].last_active > self.decision.policy(key).merge_gap_s
+                for ev in self._finalise(key, "distortion" if key in self.tasks else key)]
+
+    def _finalise(self, key: str, kind: str) -> list[Event]:
+        ep = self.closing.pop(key)
+        policy = self.decision.policy(key)
+        if ep.last_active - ep.start < policy.min_duration_s:
             return []
-        ev = ep.event(kind, key, self.source_id, self.cfg.thumbnail_width)
+        repeat = key in self.last_end and ep.start - self.last_end[key] < policy.cooldown_s
+        ev = ep.event(kind, key, self.source_id, self.cfg.thumbnail_width, self.rules.pop(key, ""), repeat)
+        self.last_end[key] = ep.last_active
         self.events.append(ev)
         return [ev]
 
@@ -217,6 +257,8 @@ class EventDetector:
                     closed.append(ev)
             else:
                 closed += self._close(key, kind)
+        for key in list(self.closing):  # a gap ends an episode: nothing merges across it
+            closed += self._finalise(key, "distortion" if key in self.tasks else key)
         self.smoothed.clear()
         self.pending.clear()
         self.last_time = None

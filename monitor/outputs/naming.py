@@ -20,6 +20,7 @@ class OutputPaths:
     csv: Path
     events: Path
     summary: Path  # an archive's per-video summary (written last: its presence means complete)
+    reference: Path  # the feed's reference ("this is normal"), when one is taken
 
 
 def feed_stem(uri: str) -> str:
@@ -38,4 +39,4 @@ def output_paths(uri: str | Path, folder: str | Path | None = None) -> OutputPat
     else:
         stem = Path(folder or ".") / feed_stem(uri)
     return OutputPaths(Path(f"{stem}{SUFFIX}.csv"), Path(f"{stem}{SUFFIX}.events.json"),
-                       Path(f"{stem}{SUFFIX}.summary.json"))
+                       Path(f"{stem}{SUFFIX}.summary.json"), Path(f"{stem}{SUFFIX}.reference.json"))

@@ -62,7 +62,7 @@ class Timeline:
             return
         self.frames_analysed += 1
         for t in self.tasks:
-            self._present[t] += self.decision.present(t, r.probabilities.get(t, 0.0))
+            self._present[t] += self.decision.present(t, r.probabilities.get(t, 0.0), r.source_id)
             self._worst_level[t] = max(self._worst_level[t], r.levels.get(t, 0))
         if r.quality is not None:
             self._quality_sum += r.quality

@@ -1,0 +1,71 @@
+"""A feed's reference through the real CLI on encoded files: taken from a window and saved, reused
+from its file, refused on a window of real smoke (a `val` clip; skipped when the footage is absent)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, surgical
+from helpers import write_video
+
+
+def run_cli(*args, timeout=180):
+    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_a_reference_is_taken_saved_and_reused(tmp_path, tiny_weights):
+    clip = write_video(tmp_path / "clip.mp4", n=50)
+    r = run_cli("analyze", str(clip), "--every-frame", "--weights", str(tiny_weights), "--reference", "0:1", "-q")
+    assert r.returncode == 0, r.stderr
+    saved = tmp_path / "clip.mp4.scopewatch.reference.json"
+    ref = json.loads(saved.read_text())
+    assert ref["feed"] == "clip.mp4" and ref["frames"] == 25 and (ref["start_s"], ref["end_s"]) == (0.0, 1.0)
+    assert set(ref["logits"]) == {"noise", "smoke", "uneven_illumination", "defocus_blur", "motion_blur"}
+    assert "reference of clip.mp4: 0-1 s (25 frames)" in r.stdout and str(saved) in r.stdout
+    again = run_cli("analyze", str(clip), "--weights", str(tiny_weights), "--reference", str(saved), "-q")
+    assert again.returncode == 0 and "alarms relative to the reference of clip.mp4" in again.stderr
+
+
+@pytest.mark.parametrize("spec, message", [("3:1", "0 <= START < END"), ("a:b", "START:END"),
+                                           ("missing.json", "cannot read the reference")])
+def test_a_bad_reference_is_one_line_and_exit_2(tmp_path, tiny_weights, spec, message):
+    clip = write_video(tmp_path / "clip.mp4", n=5)
+    r = run_cli("analyze", str(clip), "--weights", str(tiny_weights), "--reference", spec, "-q")
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_window_that_ends_after_the_feed_is_an_error(tmp_path, tiny_weights):
+    clip = write_video(tmp_path / "clip.mp4", n=25)
+    r = run_cli("analyze", str(clip), "--weights", str(tiny_weights), "--reference", "0:5", "-q")
+    assert r.returncode == 1 and "before the reference window 0-5 s closed" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_reference_in_real_smoke_is_refused_unless_forced(tmp_path):
+    smoky = surgical("val_smoke/smoke_builds_480p60_b.mp4")  # smoke from 2.5 s (training.realcheck)
+    clip = tmp_path / smoky.name
+    clip.symlink_to(smoky)  # the outputs go beside it, never into ../shared
+    r = run_cli("analyze", str(clip), "--reference", "2.5:4", "-q")
+    assert r.returncode == 1 and "the window 2.5-4 s is not normal: smoke on" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / f"{clip.name}.scopewatch.reference.json").exists()
+    forced = run_cli("analyze", str(clip), "--reference", "2.5:4", "--force-reference", "-q")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads((tmp_path / f"{clip.name}.scopewatch.reference.json").read_text())["forced"] is True
+
+
+def test_check_reference_scores_each_val_clip_with_and_without_a_reference(tmp_path):
+    surgical("val_smoke/smoke_builds_480p60_b.mp4")
+    r = run_cli("check-reference", "val", "--out", str(tmp_path), "-q", timeout=600)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "reference_val.json").read_text())
+    smoke = [c for c in report["cases"] if c["present"] == "smoke"]
+    clean = [c for c in report["cases"] if c["present"] is None]
+    assert len(smoke) == 2 and len(clean) == 2
+    for case in smoke:  # the real smoke after the window: one run, scored with and without the reference
+        assert [run["with_reference"] for run in case["runs"]] == [False, True]
+        assert all(0.0 <= run["recall"] <= 1.0 for run in case["runs"])
+    for case in clean:  # as it is, then each distortion added after the window
+        assert [run["added"] for run in case["runs"][::2]] == [None, "noise", "smoke", "uneven_illumination",
+                                                                "defocus_blur", "motion_blur"]
+    assert "| `val_smoke/smoke_builds_480p60_b.mp4` | 0-2 s | 2.5- s | smoke |" in r.stdout

@@ -120,12 +120,21 @@ class DirectionalEnergy(nn.Module):
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """patches (B, K, P, P, 3) uint8 -> (B, num_features), always in float32."""
+        return self.pooled(self.energies(patches))
+
+    def energies(self, patches: torch.Tensor) -> torch.Tensor:
+        """patches (B, K, P, P, 3) uint8 -> directional energies (B, K, profiles, angles), float32."""
         # Energies span decades and are compared through logs: bfloat16's 8-bit mantissa (mixed-
         # precision training) would quantise the anisotropy this measures; the kernels are fixed.
         with torch.autocast(patches.device.type, enabled=False):
-            return self._features(patches)
+            return self._energies(patches)
 
-    def _features(self, patches: torch.Tensor) -> torch.Tensor:
+    def per_patch(self, energy: torch.Tensor) -> torch.Tensor:
+        """(B, K, profiles, angles) -> (B, K, num_features): each patch's features as if it were alone."""
+        b, k = energy.shape[:2]
+        return self.pooled(energy.flatten(0, 1)[:, None]).view(b, k, -1)
+
+    def _energies(self, patches: torch.Tensor) -> torch.Tensor:
         b, k = patches.shape[:2]
         y = (patches.flatten(0, 1).float() @ self.luma)[:, None]  # (B*K, 1, P, P)
         energy = []
@@ -134,7 +143,14 @@ class DirectionalEnergy(nn.Module):
             for i in range(len(self.lags)):
                 r = F.conv2d(image, getattr(self, f"kernel{i}"), stride=stride)
                 energy.append(r.square().mean((2, 3)))
-        energy = torch.stack(energy, 1).view(b, k, self.profiles, self.angles)
+        return torch.stack(energy, 1).view(b, k, self.profiles, self.angles)
+
+    def pooled(self, energy: torch.Tensor) -> torch.Tensor:
+        """(B, K, profiles, angles) energies -> (B, num_features) features of the K patches together."""
+        with torch.autocast(energy.device.type, enabled=False):
+            return self._pooled(energy.float())
+
+    def _pooled(self, energy: torch.Tensor) -> torch.Tensor:
         spread = (energy.mean(-1) + 1e-8).log().std(1, unbiased=False)
         profile = (energy.sum(1) + 1e-8).log()  # (B, profiles, angles)
         level = profile.mean(-1, keepdim=True)
@@ -224,15 +240,31 @@ class QualityNet(nn.Module):
         x = (x - self.pixel_mean) / self.pixel_std
         return x.contiguous(memory_format=torch.channels_last)
 
-    def forward_features(self, patches: torch.Tensor, context: torch.Tensor, mask: torch.Tensor):
-        """patches (B, K, P, P, 3) uint8; context (B, Hc, Wc, 3) uint8; mask (B, Hc, Wc) in [0, 1].
-        Returns the fused frame vector (B, 6C + directional_hidden) and per-patch pooled features (B, K, 2C)."""
+    def forward_features(self, patches: torch.Tensor, context: torch.Tensor, mask: torch.Tensor, energy=None):
+        """patches (B, K, P, P, 3) uint8; context (B, Hc, Wc, 3) uint8; mask (B, Hc, Wc) in [0, 1];
+        `energy`: the patches' directional energies when already computed. Returns the fused frame
+        vector (B, 6C + directional_hidden) and per-patch pooled features (B, K, 2C)."""
         b, k = patches.shape[:2]
         per_patch = _pool_maps(self.trunk(self._normalise(patches.flatten(0, 1)))).view(b, k, -1)
         ctx = _pool_maps(self.trunk(self._normalise(context)), mask[:, None].float())
         across = _mean_std(per_patch.transpose(1, 2), (2,))
-        directional = self.directional_mlp(self.directional(patches))
+        energy = self.directional.energies(patches) if energy is None else energy
+        directional = self.directional_mlp(self.directional.pooled(energy))
         return torch.cat([across, ctx, directional], dim=1), per_patch
+
+    def patch_presence(self, fused: torch.Tensor, per_patch: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+        """(B, K, tasks) presence logits of each patch: what the heads say of a frame whose every
+        patch looked like this one (the frame's whole view kept). A map of *where*, from the
+        features one pass already computed; not a calibrated per-region probability."""
+        b, k, d = per_patch.shape
+        ctx = fused[:, 2 * d: fused.shape[1] - self.directional_presence.in_features]
+        alone = self.directional_mlp(self.directional.per_patch(energy).flatten(0, 1)).view(b, k, -1)
+        spread = torch.full_like(per_patch, 1e-3)  # _mean_std's std of identical patches
+        x = torch.cat([per_patch, spread, ctx[:, None].expand(-1, k, -1), alone], dim=-1).flatten(0, 1)
+        logits = self.presence(self.neck(x))
+        if self.directional_mix is not None:
+            logits = logits + self.directional_mix(self.directional_presence(alone.flatten(0, 1)))
+        return logits.view(b, k, -1)
 
     def forward_head(self, fused: torch.Tensor, per_patch: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.neck(fused)
@@ -247,8 +279,13 @@ class QualityNet(nn.Module):
                 "quality": 100.0 * torch.sigmoid(q), "nss": self.aux_out(aux_h),
                 "directional_logits": directional_logits}
 
-    def forward(self, patches, context, mask):
-        fused, per_patch = self.forward_features(patches, context, mask)
+    def forward(self, patches, context, mask, patch_map: bool = False):
+        """The heads' outputs; with `patch_map` also "patch_presence_logits" (B, K, tasks)."""
+        energy = self.directional.energies(patches)
+        fused, per_patch = self.forward_features(patches, context, mask, energy)
         # The heads are small; in float32 quality and severity keep their resolution under autocast.
         with torch.autocast(fused.device.type, enabled=False):
-            return self.forward_head(fused.float(), per_patch.float())
+            out = self.forward_head(fused.float(), per_patch.float())
+            if patch_map:
+                out["patch_presence_logits"] = self.patch_presence(fused.float(), per_patch.float(), energy)
+            return out

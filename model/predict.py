@@ -21,6 +21,10 @@ class Prediction:
     severities: dict[str, float]  # continuous severity per task, [0, 1] (levels: model.decision)
     quality: float  # 0..100, higher is better
     nss: np.ndarray | None = field(default=None, repr=False)  # (K, 33) predicted patch NSS features
+    # Where: per task the presence probability of each of the K patches (QualityNet.patch_presence),
+    # and the patches as (x0, y0, x1, y1) fractions of the frame.
+    patch_map: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    patch_boxes: np.ndarray | None = field(default=None, repr=False)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -73,16 +77,18 @@ class Predictor:
         return extract(frame, self.input_cfg)
 
     @torch.inference_mode()
-    def outputs(self, inputs: Sequence[FrameInputs]) -> dict[str, torch.Tensor]:
+    def outputs(self, inputs: Sequence[FrameInputs], patch_map: bool = False) -> dict[str, torch.Tensor]:
         """The network's raw outputs for a batch (float32, on the CPU): what `predict_inputs` turns
         into predictions, and what training.calibrate fits its decision layer on."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in collate(inputs).items()}
-        return {k: v.float().cpu() for k, v in self.model(**batch).items()}
+        return {k: v.float().cpu() for k, v in self.model(**batch, patch_map=patch_map).items()}
 
-    def predict_inputs(self, inputs: Sequence[FrameInputs], with_nss: bool = False) -> list[Prediction]:
+    def predict_inputs(self, inputs: Sequence[FrameInputs], with_nss: bool = False,
+                       with_map: bool = False) -> list[Prediction]:
         if not inputs:
             return []
-        out = self.outputs(inputs)
+        out = self.outputs(inputs, with_map)
+        maps = torch.sigmoid(out["patch_presence_logits"]).numpy() if with_map else None
         prob = torch.sigmoid(out["presence_logits"]).numpy()
         sev = out["severity"].numpy()
         quality = out["quality"].numpy()
@@ -92,11 +98,13 @@ class Predictor:
             results.append(Prediction(
                 probabilities={t: float(prob[i, j]) for j, t in enumerate(self.tasks)},
                 severities={t: float(sev[i, j]) for j, t in enumerate(self.tasks)},
-                quality=float(quality[i]), nss=None if nss is None else nss[i]))
+                quality=float(quality[i]), nss=None if nss is None else nss[i],
+                patch_map=None if maps is None else {t: maps[i, :, j] for j, t in enumerate(self.tasks)},
+                patch_boxes=inputs[i].boxes() if with_map else None))
         return results
 
-    def predict(self, frames: Sequence[np.ndarray], with_nss: bool = False) -> list[Prediction]:
-        return self.predict_inputs([self.prepare(f) for f in frames], with_nss)
+    def predict(self, frames: Sequence[np.ndarray], with_nss: bool = False, with_map: bool = False) -> list[Prediction]:
+        return self.predict_inputs([self.prepare(f) for f in frames], with_nss, with_map)
 
 
 def load_predictor(weights=None, device: str = "auto") -> Predictor:

@@ -173,6 +173,15 @@ class FrameInputs:
     context: np.ndarray  # (Hc, Wc, 3) uint8
     mask: np.ndarray  # (Hc, Wc) bool: context pixels inside the field of view
     corners: np.ndarray  # (K, 2) top-left (x, y) of each patch on the analysis frame
+    size: tuple[int, int] = (0, 0)  # (width, height) of the analysis frame
+
+    def boxes(self) -> np.ndarray:
+        """(K, 4) each patch as (x0, y0, x1, y1) fractions of the frame (the analysis frame is the
+        whole frame, scaled)."""
+        w, h = self.size
+        p = self.patches.shape[1]
+        xy = self.corners.astype(np.float32)
+        return np.concatenate([xy, xy + p], axis=1) / np.array([w, h, w, h], np.float32)
 
 
 def extract(frame: np.ndarray, cfg: InputConfig, rng: np.random.Generator | None = None) -> FrameInputs:
@@ -182,4 +191,4 @@ def extract(frame: np.ndarray, cfg: InputConfig, rng: np.random.Generator | None
     corners = choose_patches((a.shape[1], a.shape[0]), ctx, mask, cfg, rng)
     p = cfg.patch_size
     patches = np.stack([a[y:y + p, x:x + p] for x, y in corners])
-    return FrameInputs(patches, ctx, mask, corners)
+    return FrameInputs(patches, ctx, mask, corners, (a.shape[1], a.shape[0]))

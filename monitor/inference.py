@@ -84,7 +84,8 @@ class InferenceWorker:
                 spare -= sum(isinstance(i, Sampled) for i in more)
             images = [item.image for _, items, _ in taken for item in items if isinstance(item, Sampled)]
             try:
-                preds = iter(self.predictor.predict(images))
+                # With the per-patch map (a few small matrix products more): events show where.
+                preds = iter(self.predictor.predict(images, with_map=True))
             except Exception as e:  # a model failure ends every feed visibly, not silently
                 log.exception("inference failed")
                 for m, _, _ in taken:

@@ -94,7 +94,7 @@ class Monitor:
         levels = self.cfg.decision.levels(p.probabilities, p.severities, self.source.source_id)
         self._emit(FrameResult(self.source.source_id, f.raw.index, f.raw.pts, f.raw.time_s, f.raw.wall_time,
                                p.probabilities, levels, p.quality, latency, StreamState.LIVE, dropped,
-                               self.predictor.name), f.image)
+                               self.predictor.name, p.patch_map, p.patch_boxes), f.image)
 
     def _state(self, change: StateChange) -> None:
         self.metrics.state, self.metrics.state_reason = change.state, change.reason

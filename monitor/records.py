@@ -36,6 +36,10 @@ class FrameResult:
     stream_state: StreamState = StreamState.LIVE
     dropped_before: int = 0  # frames dropped (live overload) since the previous result
     model_name: str = ""
+    # Where (not in the CSV): per task the presence of each analysed patch, and the patches as
+    # (x0, y0, x1, y1) fractions of the frame (model.predict.Prediction.patch_map).
+    patch_map: dict | None = field(default=None, repr=False, compare=False)
+    patch_boxes: object = field(default=None, repr=False, compare=False)
 
     @property
     def analysed(self) -> bool:

@@ -172,3 +172,23 @@ def test_shipped_weights_give_the_same_answers_on_cuda_and_cpu(scene_frame):
     for a, b in zip(cpu.predict(frames), gpu.predict(frames)):
         assert a.probabilities == pytest.approx(b.probabilities, abs=2e-3)
         assert a.quality == pytest.approx(b.quality, abs=0.05)
+
+
+def test_the_patch_map_says_where_a_half_frame_distortion_is(scene_frame):
+    from model import load_predictor
+    from training.distortions import create_distortion
+    from model.tasks import level_to_severity
+    predictor = load_predictor(device="cpu")
+    noise = create_distortion("noise", ("poisson_gaussian",))
+    frame = scene_frame.copy()
+    half = frame.shape[1] // 2
+    frame[:, :half] = noise.apply(scene_frame, level_to_severity(3), noise.sample_params(np.random.default_rng(1)))[:, :half]
+    [plain] = predictor.predict([frame])
+    [mapped] = predictor.predict([frame], with_map=True)
+    assert plain.patch_map is None and mapped.probabilities == plain.probabilities  # the map changes nothing else
+    boxes = mapped.patch_boxes
+    assert boxes.shape == (8, 4) and (boxes >= 0).all() and (boxes <= 1).all() and (boxes[:, 2:] > boxes[:, :2]).all()
+    centre = (boxes[:, 0] + boxes[:, 2]) / 2
+    left, right = mapped.patch_map["noise"][centre < 0.5], mapped.patch_map["noise"][centre >= 0.5]
+    assert len(left) and len(right)
+    assert left.min() > 0.9 and right.mean() < 0.2, (left, right)

@@ -199,7 +199,7 @@ def test_watch_stops_cleanly_on_ctrl_c_with_files_closed(tmp_path, tiny_weights)
     csv_path = tmp_path / "w.csv"
     assert wait_for(lambda: csv_path.exists() and csv_path.read_text().count("\n") > 20, 30)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
+    out, err = proc.communicate(timeout=60)  # generous: a loaded machine stops slower, not less cleanly
     assert proc.returncode == 0 and "Traceback" not in err and "% of time" in out
     lines = csv_path.read_text().splitlines()
     assert len(lines) > 20 and lines[-1].count(",") == lines[0].count(",")  # last row complete

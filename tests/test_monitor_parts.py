@@ -217,3 +217,41 @@ def test_timeline_memory_is_bounded_while_its_summary_stays_exact():
     assert overall["mean_quality"] == pytest.approx(np.mean([r.quality for r in every]))
     assert overall["min_quality"] == min(r.quality for r in every)
     assert overall["duration_s"] == pytest.approx(every[-1].time_s)
+
+
+def test_a_distortion_event_shows_where_in_its_worst_frame():
+    import cv2
+    boxes = np.array([[0.0, 0.0, 0.25, 0.5], [0.5, 0.5, 0.75, 1.0]], np.float32)
+    det = EventDetector(TASKS, EventConfig(smoothing_s=0.1), "s", Decision(min_duration_s=0.5))
+    image = np.full((180, 320, 3), 120, np.uint8)
+    for i in range(20):
+        r = FrameResult("s", i, None, i * 0.1, 1e9, {"noise": 0.95, "smoke": 0.02}, {}, 80.0, 10.0,
+                        patch_map={"noise": np.array([0.9, 0.1]), "smoke": np.array([0.0, 0.0])}, patch_boxes=boxes)
+        det.update(r, image)
+    [event] = [e for e in det.flush() if e.kind == "distortion"]
+    assert event.where == [[0.0, 0.0, 0.25, 0.5, 0.9], [0.5, 0.5, 0.75, 1.0, 0.1]]
+    thumb = cv2.cvtColor(cv2.imdecode(np.frombuffer(event.thumbnail_jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    hot, cool, none = thumb[10:60, 10:40].mean((0, 1)), thumb[100:170, 170:220].mean((0, 1)), thumb[10:60, 200:300].mean((0, 1))
+    assert hot[0] - hot[2] > 80 and 0 < cool[0] - cool[2] < 30 and abs(none[0] - none[2]) < 5  # tinted by probability
+
+
+def test_the_monitor_keeps_the_patch_map_of_each_frame_for_its_events():
+    from model import load_predictor
+    from model.tasks import level_to_severity
+    from monitor.session import Session
+    from monitor.sources import ArraySource, SourceInfo
+    from training.distortions import create_distortion
+    from training.scene import ProceduralScene
+
+    scene = ProceduralScene(3, (640, 360), circular_fov=True)
+    noise = create_distortion("noise", ("poisson_gaussian",))
+    params = noise.sample_params(np.random.default_rng(1))
+    frames = [(i / 5, noise.apply(scene.frame_at(i / 5), level_to_severity(3), params, i / 5)) for i in range(15)]
+    source = ArraySource(frames, SourceInfo(640, 360, 5.0, "generated", 3.0), source_id="noisy")
+    session = Session(source, load_predictor(device="cpu"), ScopeWatchConfig())
+    seen = []
+    session.monitor.sinks.append(lambda r, _: seen.append(r) if r.analysed else None)
+    session.run()
+    assert all(r.patch_map["noise"].shape == (8,) and r.patch_boxes.shape == (8, 4) for r in seen)
+    [event] = [e for e in session.events if e.name == "noise"]
+    assert len(event.where) == 8 and min(p for *_, p in event.where) > 0.5

@@ -45,6 +45,9 @@ class Event:
     raised_s: float | None = None  # when the smoothed signal confirmed it: the alarm a live feed raises
     rule: str = ""  # distortion events: "threshold", or with a feed reference "relative" / "absolute"
     repeat: bool = False  # started within the cool-down of the previous event of its name
+    # Distortion events: where in the worst frame, as [x0, y0, x1, y1, probability] per patch (the
+    # thumbnail shows it as a heat overlay).
+    where: list[list[float]] | None = None
 
     @property
     def duration_s(self) -> float:
@@ -57,9 +60,25 @@ class Event:
         return d
 
 
-def thumbnail(image: np.ndarray, width: int) -> bytes:
+def heat_overlay(image: np.ndarray, boxes: np.ndarray, values: np.ndarray, colour=(255, 40, 40)) -> np.ndarray:
+    """`image` with each patch box (x0, y0, x1, y1 fractions) tinted by its probability: where a
+    distortion is, as the model's per-patch map says (model.predict.Prediction.patch_map)."""
+    h, w = image.shape[:2]
+    heat = np.zeros((h, w), np.float32)
+    for (x0, y0, x1, y1), v in zip(boxes, values):
+        region = heat[round(y0 * h):round(y1 * h), round(x0 * w):round(x1 * w)]
+        np.maximum(region, float(v), out=region)  # overlapping patches: the stronger one shows
+    alpha = (0.55 * heat)[..., None]
+    out = image.astype(np.float32) * (1 - alpha) + np.array(colour, np.float32) * alpha
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def thumbnail(image: np.ndarray, width: int, where: tuple | None = None) -> bytes:
+    """A JPEG of `image` at `width`; with `where` (boxes, values) its heat overlay drawn on it."""
     h = max(1, round(image.shape[0] * width / image.shape[1]))
     small = cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA)
+    if where is not None:
+        small = heat_overlay(small, *where)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
     return buf.tobytes() if ok else b""
 
@@ -97,7 +116,7 @@ class _Episode:
         self.start_wallclock = r.wallclock
         self.values, self.qualities = [value], [r.quality]
         self.worse_is_higher = worse_is_higher
-        self.worst, self.worst_time, self.worst_image = value, r.time_s, image
+        self._set_worst(value, r, image)
         self.last_active = r.time_s  # last frame whose raw signal was on the distorted side
         self.raised: float | None = None
 
@@ -107,7 +126,11 @@ class _Episode:
         self.values.append(value)
         self.qualities.append(r.quality)
         if (value > self.worst) if self.worse_is_higher else (value < self.worst):
-            self.worst, self.worst_time, self.worst_image = value, r.time_s, image
+            self._set_worst(value, r, image)
+
+    def _set_worst(self, value: float, r: FrameResult, image) -> None:
+        self.worst, self.worst_time, self.worst_image = value, r.time_s, image
+        self.worst_map = (r.patch_boxes, r.patch_map) if r.patch_map is not None else None
 
     def merge(self, later: "_Episode") -> None:
         """Continue this episode with `later`, which started within the merge gap."""
@@ -116,13 +139,18 @@ class _Episode:
         self.last_active = later.last_active
         if (later.worst > self.worst) if self.worse_is_higher else (later.worst < self.worst):
             self.worst, self.worst_time, self.worst_image = later.worst, later.worst_time, later.worst_image
+            self.worst_map = later.worst_map
 
     def event(self, kind, name, source_id, width, rule: str = "", repeat: bool = False) -> Event:
         q = [x for x in self.qualities if x is not None]
+        where = None
+        if self.worst_map is not None and name in self.worst_map[1]:
+            where = (self.worst_map[0], self.worst_map[1][name])
+        jpeg = thumbnail(self.worst_image, width, where) if self.worst_image is not None else None
         return Event(kind, name, source_id, self.start, self.last_active, float(self.worst), float(np.mean(self.values)),
-                     float(np.mean(q)) if q else None, self.worst_time, len(self.values), self.start_wallclock,
-                     thumbnail(self.worst_image, width) if self.worst_image is not None else None, self.raised, rule,
-                     repeat)
+                     float(np.mean(q)) if q else None, self.worst_time, len(self.values), self.start_wallclock, jpeg,
+                     self.raised, rule, repeat,
+                     None if where is None else [[*map(float, np.round(b, 4)), round(float(v), 4)] for b, v in zip(*where)])
 
 
 class EventDetector:

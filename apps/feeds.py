@@ -19,7 +19,7 @@ def synthetic_source(uri: str, cfg: SourceConfig) -> FrameSource:
         raise SourceError(f"{uri}: expected synthetic:SECONDS with SECONDS > 0")
     feed = DemoFeed(seconds)
     info = SourceInfo(DEMO_SIZE[0], DEMO_SIZE[1], float(DEMO_FPS), "synthetic", seconds)
-    return ArraySource(feed, info, realtime=cfg.realtime, source_id="synthetic",
+    return ArraySource(feed, info, realtime=cfg.realtime, source_id=uri,
                        description="synthetic scene")
 
 

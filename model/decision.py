@@ -15,12 +15,16 @@ distorted is refused as a reference (`ReferenceRefused`) unless forced.
 Events follow a per-distortion **policy** (`EventPolicy`: hysteresis, minimum duration, the gap
 under which two episodes merge, and a cool-down during which a new episode is recorded but flagged
 as a repeat, not raised again); `policies` overrides the defaults per task.
+
+An operator may **mute** a distortion on one feed for some minutes (`mute`): its events are still
+recorded, marked muted, but not raised (no webhook, no flashing badge).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -131,6 +135,7 @@ class Decision:
     reference_statistic: str = "high"
     absolute: float = 0.85  # a probability this high alarms whatever the reference
     references: dict[str, Reference] = field(default_factory=dict)  # per feed (source id)
+    mutes: dict[str, dict[str, float]] = field(default_factory=dict)  # per feed: task -> muted until (epoch s)
 
     def __post_init__(self):
         self.references = {k: v if isinstance(v, Reference) else Reference.from_dict(v)
@@ -206,6 +211,23 @@ class Decision:
         if ref is None or task not in ref.logits:
             return "threshold"
         return "absolute" if self._relative(ref, task) > self.absolute else "relative"
+
+    # -- operator mutes --------------------------------------------------------------------------
+    def mute(self, task: str, feed: str, minutes: float, now: float | None = None) -> float | None:
+        """Mute `task` on `feed` for `minutes` (0: unmute); returns the time it is muted until."""
+        if not minutes >= 0 or math.isinf(minutes):
+            raise ValueError(f"mute for a finite number of minutes >= 0, got {minutes}")
+        if minutes == 0:
+            self.mutes.get(feed, {}).pop(task, None)
+            return None
+        until = (time.time() if now is None else now) + 60.0 * minutes
+        self.mutes.setdefault(feed, {})[task] = until
+        return until
+
+    def muted_until(self, task: str, feed: str = "", now: float | None = None) -> float | None:
+        """When `task`'s mute on `feed` ends, or None when it is not muted."""
+        until = self.mutes.get(feed, {}).get(task)
+        return until if until is not None and until > (time.time() if now is None else now) else None
 
     # -- per frame -------------------------------------------------------------------------------
     def present(self, task: str, probability: float, feed: str = "") -> bool:

@@ -26,6 +26,7 @@ class Session:
         with the reason in `monitor.failed` when the window is refused)."""
         self.cfg = cfg
         self.reference = reference
+        self._stop_if_refused = True
         tasks = predictor.tasks
         self.timeline = Timeline(tasks, cfg.decision, cfg.timeline.recent_s, cfg.timeline.archive_points)
         self.detector = EventDetector(tasks, cfg.events, source.source_id, cfg.decision)
@@ -33,17 +34,18 @@ class Session:
         self.events_out = EventsJsonWriter(events_path, source.source_id, tasks) if events_path else None
         self.webhook = WebhookSender(cfg.output.webhook) if cfg.output.webhook else None
         self.latest_image = None
+        self.latest_result = None  # latest_image's result (its patch map says where)
         self.monitor = Monitor(source, predictor, cfg, sinks=[self._on_result], worker=worker)
 
     def _on_result(self, result, image) -> None:
         if self.reference is not None and not self.reference.done:
             self.reference(result)  # before the frame is decided: the reference counts from this frame on
-            if self.reference.refused:
+            if self.reference.refused and self._stop_if_refused:
                 self.monitor.failed = self.reference.refused
                 self.monitor.stop()
         self.timeline(result)
         if image is not None:
-            self.latest_image = image
+            self.latest_image, self.latest_result = image, result
         if self.csv:
             self.csv.write(result)
         for event in self.detector.update(result, image):
@@ -52,12 +54,43 @@ class Session:
     def _publish(self, event) -> None:
         if self.events_out:
             self.events_out.add(event)
-        if self.webhook and not event.repeat:  # a repeat inside the cool-down is recorded, not raised
+        if self.webhook and not (event.repeat or event.muted):  # recorded, not raised
             self.webhook.send(event.to_dict())
 
     @property
     def events(self):
         return self.detector.events
+
+    @property
+    def feed(self) -> str:
+        """The source id: what references and mutes are keyed by."""
+        return self.detector.source_id
+
+    # -- operator actions (the dashboard's buttons) ----------------------------------------------
+    def mark_normal(self, seconds: float, force: bool = False, save_to: str | Path | None = None,
+                    taken_by: str = "") -> ReferenceWindow:
+        """Take the next `seconds` of this running feed as its reference. A refused window leaves the
+        feed running (the reason is in the returned window's `refused`)."""
+        start = max(0.0, self.monitor.metrics.last_time_s or 0.0)
+        window = ReferenceWindow(self.cfg.decision, self.feed, start, start + seconds, force, save_to, taken_by)
+        self._stop_if_refused = False
+        self.reference = window
+        return window
+
+    def clear_reference(self, saved: str | Path | None = None) -> None:
+        """Back to the plain thresholds; the saved reference file (if any) is removed too."""
+        self.cfg.decision.clear_reference(self.feed)
+        if self.reference is not None and not self.reference.done:
+            self.reference.refused = "cleared before it was taken"
+        if saved is not None:
+            Path(saved).unlink(missing_ok=True)
+
+    def ongoing(self):
+        """The alarms up now (open episodes), as events so far."""
+        return self.detector.ongoing()
+
+    def acknowledge(self, by: str = "") -> list[str]:
+        return self.detector.acknowledge(by)
 
     def finish(self) -> None:
         """Close open episodes and every file; safe to call more than once."""

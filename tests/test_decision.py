@@ -126,3 +126,45 @@ def test_events_say_which_rule_fired_them():
     assert [e.rule for e in fired] == ["relative"]
     # this feed's normal plus less than the margin and the hysteresis
     assert run([0.6] * 10 + [d.event_on("noise", "feed") - 0.02] * 20 + [0.6] * 20, d) == []
+
+
+def test_a_mute_lasts_its_minutes_on_its_feed_only_and_zero_unmutes():
+    d = Decision()
+    until = d.mute("smoke", "feed", 10, now=1000.0)
+    assert until == 1600.0
+    assert d.muted_until("smoke", "feed", now=1599.0) == 1600.0
+    assert d.muted_until("smoke", "feed", now=1600.0) is None  # over
+    assert d.muted_until("smoke", "other", now=1100.0) is None and d.muted_until("noise", "feed", now=1100.0) is None
+    d.mute("smoke", "feed", 0, now=1100.0)
+    assert d.muted_until("smoke", "feed", now=1100.0) is None
+    for bad in (-1, float("inf"), float("nan")):
+        with pytest.raises(ValueError):
+            d.mute("smoke", "feed", bad)
+
+
+def test_open_episodes_are_listed_ongoing_and_can_be_acknowledged_and_muted():
+    d = Decision(merge_gap_s=0.0)
+    det = EventDetector(TASKS, EventConfig(smoothing_s=0.2), "feed", d)
+
+    def feed(values, start):
+        for i, p in enumerate(values):
+            det.update(FrameResult("feed", start + i, None, (start + i) * 0.1, 1e9, {"noise": p, "smoke": 0.02},
+                                   {}, 90.0, 10.0))
+
+    feed([0.05] * 5, 0)
+    assert det.ongoing() == [] and det.acknowledge("ann") == []
+    feed([0.95] * 10, 5)  # 1 s of noise: the episode is open, not yet an event
+    (up,) = det.ongoing()
+    assert up.ongoing and up.name == "noise" and up.start_s == pytest.approx(0.5) and up.acknowledged_by is None
+    assert det.events == []
+    assert det.acknowledge("ann") == ["noise"] and det.acknowledge("bob") == []  # once per alarm
+    d.mute("noise", "feed", 5)
+    feed([0.95] * 10 + [0.05] * 10, 15)
+    (ev,) = det.events
+    assert not ev.ongoing and ev.acknowledged_by == "ann" and ev.acknowledged_at and ev.muted
+    assert ev.to_dict()["muted"] is True and det.ongoing() == []
+    # the next alarm is a new one: not acknowledged
+    d.mute("noise", "feed", 0)
+    feed([0.95] * 10, 35)
+    (up,) = det.ongoing()
+    assert up.acknowledged_by is None and not up.muted

@@ -204,7 +204,7 @@ def test_watch_stops_cleanly_on_ctrl_c_with_files_closed(tmp_path, tiny_weights)
     lines = csv_path.read_text().splitlines()
     assert len(lines) > 20 and lines[-1].count(",") == lines[0].count(",")  # last row complete
     import json
-    assert json.loads((tmp_path / "w.json").read_text())["source"] == "synthetic"
+    assert json.loads((tmp_path / "w.json").read_text())["source"] == "synthetic:60"
 
 
 def test_watch_duration_and_status_line(tmp_path, tiny_weights):

@@ -3,14 +3,19 @@ every browser tab watching it (ten viewers never start ten pipelines), and the a
 recording for the Recorded tab. Both write the files `scopewatch analyze`/`watch` would."""
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from pathlib import Path
 
 from apps.feeds import open_feed
+from model.decision import Reference, ReferenceRefused
 from monitor.config import ScopeWatchConfig, for_mode
 from monitor.inference import InferenceWorker
 from monitor.outputs.naming import output_paths
 from monitor.session import Session
+
+log = logging.getLogger("scopewatch.dashboard")
 
 
 class SourceHub:
@@ -31,11 +36,36 @@ class SourceHub:
             source = open_feed(uri, self.cfg.source)
             source.open()
             paths = output_paths(uri, self.out_dir)
+            if paths.reference.exists():  # the feed's normal, as staff marked it last time
+                try:
+                    self.cfg.decision.references[source.source_id] = Reference.load(paths.reference)
+                except ValueError as e:
+                    log.warning("%s: ignoring its saved reference: %s", uri, e)
             session = Session(source, self.predictor, self.cfg, paths.csv, paths.events, worker=self.worker)
             thread = threading.Thread(target=session.run, name=f"session:{uri}", daemon=True)
             self.sessions[uri], self.threads[uri] = session, thread
             thread.start()
             return session
+
+    def mark_normal(self, uri: str, seconds: float, force: bool = False, taken_by: str = "",
+                    timeout_s: float = 15.0) -> Reference:
+        """Take the next `seconds` of the running feed `uri` as its normal (saved beside its outputs)
+        and wait for it; ReferenceRefused says why not."""
+        session = self.running().get(uri)
+        if session is None:
+            raise ReferenceRefused(f"{uri}: not running; start it first")
+        window = session.mark_normal(seconds, force, output_paths(uri, self.out_dir).reference, taken_by)
+        deadline = time.monotonic() + seconds + timeout_s
+        while not window.done and time.monotonic() < deadline and self.threads[uri].is_alive():
+            time.sleep(0.1)
+        if window.reference is not None:
+            return window.reference
+        raise ReferenceRefused(window.refused or f"{uri}: no analysed frame in the next {seconds:g} s")
+
+    def clear_reference(self, uri: str) -> None:
+        session = self.get(uri)
+        if session is not None:
+            session.clear_reference(output_paths(uri, self.out_dir).reference)
 
     def get(self, uri: str) -> Session | None:
         return self.sessions.get(uri)

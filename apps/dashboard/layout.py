@@ -1,5 +1,5 @@
 """The dashboard's page (Gradio Blocks): a Live tab (feeds as tiles, the current frame, charts,
-badges, events), a Recorded tab (analyse an upload or a file of the allowed folder, seek by
+badges, events, and the operator's actions on a feed: acknowledge, mute, mark as normal), a Recorded tab (analyse an upload or a file of the allowed folder, seek by
 clicking a chart point, an event or a thumbnail, download the CSV and events) and Settings
 (thresholds, sampling, smoothing, weights), wired to the feeds hub. It shows only what the
 monitor produced: charts and tables read the same `FrameResult`s that the CSV holds, and the
@@ -15,9 +15,10 @@ import gradio as gr
 from apps.dashboard.charts import WINDOWS, downsample, probability_figure, quality_figure, windowed
 from apps.dashboard.files import allowed_files, frame_at, resolve_in, weights_choices
 from apps.dashboard.hub import SourceHub, analyse_recording
-from apps.dashboard.widgets import EVENT_HEADERS, badges_html, events_gallery, events_rows, tiles_html
+from apps.dashboard.widgets import (EVENT_HEADERS, badges_html, events_gallery, events_rows, preview_image, reference_html,
+                                    tiles_html)
 from model.checkpoint import CheckpointError, load_checkpoint
-from model.decision import Decision
+from model.decision import Decision, ReferenceRefused
 from model.factory import DEFAULT_MODEL, weights_path
 from model.tasks import task_spec
 from monitor.config import ScopeWatchConfig
@@ -25,21 +26,30 @@ from monitor.sources import SourceError
 
 
 def live_tab(hub: SourceHub, tasks, decision: Decision, default_source: str) -> None:
-    """Feeds as tiles, the chosen feed's frame, badges, charts and events, refreshed twice a second."""
+    """Feeds as tiles, the chosen feed's frame (with its heat overlay on demand), badges, charts and
+    events (the open ones first listed as ongoing), refreshed twice a second; the operator's actions:
+    mark as normal, clear the reference, acknowledge the alarms up, mute a distortion for a while."""
 
-    def live_update(uri, window, shown):
+    def live_update(uri, window, heat, shown):
         """One refresh of the Live tab; the thumbnails are sent only when the feed's events change
-        (`shown`: the feed and event count this viewer has)."""
+        (`shown`: what this viewer has: the feed and, per event, its start and worst second)."""
         tiles = tiles_html(hub.running(), uri.strip())
         session = hub.get(uri.strip())
         if session is None:
-            return None, badges_html(None), probability_figure([], tasks, decision), quality_figure([]), [], [], tiles, None
+            return (None, badges_html(None), probability_figure([], tasks, decision), quality_figure([]), [], [], tiles,
+                    None, reference_html(None))
         rows = downsample(windowed(session.timeline.snapshot(), WINDOWS[window]))
-        events = list(session.events)
-        now = (uri.strip(), len(events))
+        events = sorted([*session.events, *session.ongoing()], key=lambda e: e.start_s)
+        now = (uri.strip(), tuple((e.name, e.start_s, int(e.worst_time_s), e.ongoing) for e in events))
         gallery = gr.skip() if now == shown else events_gallery(events)
-        return (session.latest_image, badges_html(session), probability_figure(rows, tasks, decision), quality_figure(rows),
-                events_rows(events), gallery, tiles, now)
+        return (preview_image(session, heat), badges_html(session), probability_figure(rows, tasks, decision),
+                quality_figure(rows), events_rows(events), gallery, tiles, now, reference_html(session))
+
+    def running(uri):
+        session = hub.running().get(uri.strip())
+        if session is None:
+            raise gr.Error(f"{uri.strip() or 'no source'}: not running; start it first")
+        return session
 
     def start(uri):
         try:
@@ -52,6 +62,39 @@ def live_tab(hub: SourceHub, tasks, decision: Decision, default_source: str) -> 
         hub.stop(uri.strip())
         return f"stopped {uri.strip()}"
 
+    def mark_normal(uri, seconds, force, request: gr.Request):
+        running(uri)
+        try:
+            ref = hub.mark_normal(uri.strip(), float(seconds or 0) or 3.0, bool(force), operator(request))
+        except ReferenceRefused as e:
+            raise gr.Error(f"reference refused: {e}")
+        gr.Info(f"alarms now relative to the {ref.describe()}")
+        return reference_html(hub.get(uri.strip()))
+
+    def clear_reference(uri):
+        running(uri)
+        hub.clear_reference(uri.strip())
+        gr.Info(f"{uri.strip()}: reference cleared; alarms at the plain thresholds")
+        return reference_html(hub.get(uri.strip()))
+
+    def acknowledge(uri, request: gr.Request):
+        session = running(uri)
+        names = session.acknowledge(operator(request))
+        gr.Info(f"acknowledged: {', '.join(task_spec(n).title if n in tasks else n for n in names)}" if names
+                else "no unacknowledged alarm is up")
+        return badges_html(session)
+
+    def mute(uri, task, minutes):
+        session = running(uri)
+        if task not in tasks:
+            raise gr.Error("choose the distortion to mute")
+        try:
+            until = decision.mute(task, session.feed, float(minutes or 0))
+        except ValueError as e:
+            raise gr.Error(str(e))
+        gr.Info(f"{task_spec(task).title} on {session.feed}: " + (f"muted for {float(minutes):g} min" if until else "unmuted"))
+        return badges_html(session)
+
     with gr.Row():
         source = gr.Textbox(value=default_source, label="Source (rtsp://, udp://, /dev/videoN, file, synthetic:SECONDS)",
                             scale=4, elem_id="sw-source")
@@ -60,20 +103,46 @@ def live_tab(hub: SourceHub, tasks, decision: Decision, default_source: str) -> 
     status = gr.Markdown()
     tiles = gr.HTML(label="Feeds (click one to open it)")
     badges = gr.HTML(badges_html(None))
+    reference = gr.HTML(reference_html(None))
+    with gr.Row(equal_height=True):
+        ack_btn = gr.Button("Acknowledge alarms [A]", elem_id="sw-ack", scale=1)
+        mute_task = gr.Dropdown([(task_spec(t).title, t) for t in tasks], value=tasks[0], label="Distortion to mute",
+                                elem_id="sw-mute-task", scale=1)
+        mute_minutes = gr.Number(10, label="for minutes (0 = unmute)", minimum=0, elem_id="sw-mute-minutes", scale=1)
+        mute_btn = gr.Button("Mute [M]", elem_id="sw-mute", scale=1)
+    with gr.Row(equal_height=True):
+        normal_btn = gr.Button("Mark as normal [N]", elem_id="sw-mark-normal", scale=1)
+        normal_s = gr.Number(3, label="for the next seconds", minimum=0.5, elem_id="sw-normal-seconds", scale=1)
+        force = gr.Checkbox(False, label="take it even if it looks distorted", scale=1)
+        clear_btn = gr.Button("Clear reference", elem_id="sw-clear-reference", scale=1)
+    gr.Markdown("Keys (outside a text box): **A** acknowledge · **M** mute · **N** mark as normal · "
+                "**H** heat overlay", elem_classes="sw-keys")
     with gr.Row():
-        preview = gr.Image(label="Current frame", height=300, scale=2)
+        with gr.Column(scale=2):
+            preview = gr.Image(label="Current frame", height=300, elem_id="sw-preview")
+            heat = gr.Checkbox(False, label="Show where the alarms are (heat overlay) [H]", elem_id="sw-heat")
         with gr.Column(scale=3):
             window = gr.Radio(list(WINDOWS), value="1 min", label="Chart window")
             prob_plot = gr.Plot(label="Distortions")
     quality_plot = gr.Plot(label="Quality")
-    events_table = gr.Dataframe(headers=EVENT_HEADERS, label="Events", interactive=False)
-    thumbnails = gr.Gallery(label="Events: worst frame of each", columns=6, height=180, object_fit="contain")
+    events_table = gr.Dataframe(headers=EVENT_HEADERS, label="Events", interactive=False, elem_id="sw-events")
+    thumbnails = gr.Gallery(label="Events: worst frame of each", columns=6, fit_columns=False, height=230, object_fit="contain",
+                            elem_id="sw-thumbnails")
     shown = gr.State(None)
     start_btn.click(start, source, status)
     stop_btn.click(stop, source, status)
+    normal_btn.click(mark_normal, [source, normal_s, force], reference)
+    clear_btn.click(clear_reference, source, reference)
+    ack_btn.click(acknowledge, source, badges)
+    mute_btn.click(mute, [source, mute_task, mute_minutes], badges)
     timer = gr.Timer(0.5)
-    timer.tick(live_update, [source, window, shown],
-               [preview, badges, prob_plot, quality_plot, events_table, thumbnails, tiles, shown])
+    timer.tick(live_update, [source, window, heat, shown],
+               [preview, badges, prob_plot, quality_plot, events_table, thumbnails, tiles, shown, reference])
+
+
+def operator(request: gr.Request | None) -> str:
+    """Who pressed the button: the signed-in user, or "dashboard" on an open loopback page."""
+    return getattr(request, "username", None) or "dashboard"
 
 
 def recorded_tab(predictor, cfg: ScopeWatchConfig, allowed: Path | None, out_dir: Path) -> None:
@@ -127,8 +196,8 @@ def recorded_tab(predictor, cfg: ScopeWatchConfig, allowed: Path | None, out_dir
     rec_prob = gr.Plot(label="Distortions", elem_id="sw-rec-prob")
     rec_quality = gr.Plot(label="Quality", elem_id="sw-rec-quality")
     rec_events = gr.Dataframe(headers=EVENT_HEADERS, label="Events (click a row to see its frame)", interactive=False)
-    rec_thumbnails = gr.Gallery(label="Events: worst frame of each (click one to see its start)", columns=6,
-                                height=180, object_fit="contain")
+    rec_thumbnails = gr.Gallery(label="Events: worst frame of each (click one to see its start)", columns=6, fit_columns=False,
+                                height=230, object_fit="contain")
     thumbnail_starts = gr.State([])
     with gr.Row():
         csv_file = gr.File(label="CSV timeline", elem_id="sw-csv")

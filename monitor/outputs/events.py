@@ -10,13 +10,16 @@ decision (`Decision.policy`): an episode that starts within `merge_gap_s` of the
 continues it (so an event is emitted only once that gap has passed), episodes shorter than
 `min_duration_s` are dropped, and one starting within `cooldown_s` of the previous event's end is
 kept as a `repeat` (recorded, not raised: no webhook). With a feed reference, events say which rule
-fired them (`Decision.rule`). Besides one episode kind per distortion there
+fired them (`Decision.rule`); a muted distortion's events are kept, marked muted. An operator can
+acknowledge the open episodes (`acknowledge`), and `ongoing` shows them before they close. Besides
+one episode kind per distortion there
 are the cheap checks of broadcast monitors (FFmpeg's blackdetect/freezedetect): quality below a
 threshold, a frozen picture, a black picture. Each event keeps a JPEG thumbnail of its worst frame.
 """
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -48,6 +51,10 @@ class Event:
     # Distortion events: where in the worst frame, as [x0, y0, x1, y1, probability] per patch (the
     # thumbnail shows it as a heat overlay).
     where: list[list[float]] | None = None
+    ongoing: bool = False  # still open (EventDetector.ongoing): end_s is its last frame so far
+    muted: bool = False  # its distortion was muted on this feed (Decision.mute): recorded, not raised
+    acknowledged_by: str | None = None  # the operator who acknowledged the alarm ("" when anonymous)
+    acknowledged_at: str | None = None  # ISO time
 
     @property
     def duration_s(self) -> float:
@@ -119,6 +126,9 @@ class _Episode:
         self._set_worst(value, r, image)
         self.last_active = r.time_s  # last frame whose raw signal was on the distorted side
         self.raised: float | None = None
+        self.muted = False  # muted when it was raised
+        self.acknowledged: tuple[str, str] | None = None  # (by, ISO time)
+        self._thumbnail: tuple[float, bytes | None] | None = None  # (worst time, JPEG): ongoing() draws it once
 
     def add(self, r: FrameResult, value: float, image, active: bool = True):
         if active:
@@ -141,16 +151,20 @@ class _Episode:
             self.worst, self.worst_time, self.worst_image = later.worst, later.worst_time, later.worst_image
             self.worst_map = later.worst_map
 
-    def event(self, kind, name, source_id, width, rule: str = "", repeat: bool = False) -> Event:
+    def event(self, kind, name, source_id, width, rule: str = "", repeat: bool = False, muted: bool = False,
+              ongoing: bool = False) -> Event:
         q = [x for x in self.qualities if x is not None]
         where = None
         if self.worst_map is not None and name in self.worst_map[1]:
             where = (self.worst_map[0], self.worst_map[1][name])
-        jpeg = thumbnail(self.worst_image, width, where) if self.worst_image is not None else None
+        if self._thumbnail is None or self._thumbnail[0] != self.worst_time:
+            self._thumbnail = (self.worst_time, thumbnail(self.worst_image, width, where) if self.worst_image is not None else None)
+        by, at = self.acknowledged or (None, None)
         return Event(kind, name, source_id, self.start, self.last_active, float(self.worst), float(np.mean(self.values)),
-                     float(np.mean(q)) if q else None, self.worst_time, len(self.values), self.start_wallclock, jpeg,
-                     self.raised, rule, repeat,
-                     None if where is None else [[*map(float, np.round(b, 4)), round(float(v), 4)] for b, v in zip(*where)])
+                     float(np.mean(q)) if q else None, self.worst_time, len(self.values), self.start_wallclock,
+                     self._thumbnail[1], self.raised, rule, repeat,
+                     None if where is None else [[*map(float, np.round(b, 4)), round(float(v), 4)] for b, v in zip(*where)],
+                     ongoing, muted, by, at)
 
 
 class EventDetector:
@@ -221,6 +235,7 @@ class EventDetector:
                 else:
                     self.rules[key] = self.decision.rule(key, self.source_id) if kind == "distortion" else ""
                     ep.raised = r.time_s
+                    ep.muted = self._muted(key)
                 self.open[key] = ep
                 self.pending.pop(key, None)
             return []
@@ -244,10 +259,43 @@ class EventDetector:
         if ep.last_active - ep.start < policy.min_duration_s:
             return []
         repeat = key in self.last_end and ep.start - self.last_end[key] < policy.cooldown_s
-        ev = ep.event(kind, key, self.source_id, self.cfg.thumbnail_width, self.rules.pop(key, ""), repeat)
+        ev = ep.event(kind, key, self.source_id, self.cfg.thumbnail_width, self.rules.pop(key, ""), repeat,
+                      ep.muted or self._muted(key))
         self.last_end[key] = ep.last_active
         self.events.append(ev)
         return [ev]
+
+    def _muted(self, key: str) -> bool:
+        return self.decision.muted_until(key, self.source_id) is not None
+
+    def _episodes(self) -> list[tuple[str, _Episode]]:
+        """The episodes an alarm is up for: confirmed and not yet an event (open, or waiting out
+        their merge gap), freezes and black pictures once they last long enough."""
+        out = []
+        for key, ep in [*self.open.items(), *self.closing.items()]:
+            if key in ("freeze", "black"):
+                if ep.last_active - ep.start < (self.cfg.freeze_s if key == "freeze" else self.cfg.black_s):
+                    continue
+            out.append((key, ep))
+        return sorted(out, key=lambda item: item[1].start)
+
+    def ongoing(self) -> list[Event]:
+        """The alarms up now, as events so far (`ongoing`, no repeat flag yet): what a live view lists
+        before they close."""
+        return [ep.event("distortion" if key in self.tasks else key, key,
+                         self.source_id, self.cfg.thumbnail_width, self.rules.get(key, ""), False,
+                         ep.muted or self._muted(key), ongoing=True)
+                for key, ep in self._episodes()]
+
+    def acknowledge(self, by: str = "") -> list[str]:
+        """Acknowledge every alarm up now (they stay in the history, marked); returns their names."""
+        at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        names = []
+        for key, ep in self._episodes():
+            if ep.acknowledged is None:
+                ep.acknowledged = (by, at)
+                names.append(key)
+        return names
 
     def _picture_checks(self, r: FrameResult, picture: Picture, image: np.ndarray | None) -> list[Event]:
         closed = []

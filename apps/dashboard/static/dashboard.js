@@ -12,6 +12,15 @@
     const tile = e.target.closest('.sw-tile');
     if (tile) setInput('#sw-source textarea, #sw-source input', tile.dataset.uri);
   });
+  // The operator's keys, outside text boxes: A acknowledge, M mute, N mark as normal, H heat overlay.
+  const keys = {a: '#sw-ack', m: '#sw-mute', n: '#sw-mark-normal', h: '#sw-heat input[type=checkbox]'};
+  document.addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.altKey || e.metaKey || e.target.closest('input, textarea, select, [contenteditable]')) return;
+    const target = keys[e.key.toLowerCase()] && document.querySelector(keys[e.key.toLowerCase()]);
+    if (!target) return;
+    e.preventDefault();
+    target.click();
+  });
   setInterval(() => {
     for (const plot of document.querySelectorAll('#sw-rec-prob .js-plotly-plot, #sw-rec-quality .js-plotly-plot')) {
       if (!plot.on || plot.dataset.swSeek) continue;

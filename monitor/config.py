@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 from model.decision import Decision
 
@@ -38,8 +40,8 @@ class SamplingConfig:
     fps: float | None = RECORDED_FPS  # analysed frames per second of media; None = every frame (see MODES)
 
     def __post_init__(self):
-        if self.fps is not None and self.fps <= 0:
-            raise ValueError("fps must be > 0")
+        if self.fps is not None and not 0 < self.fps < math.inf:
+            raise ValueError(f"fps must be a finite number > 0, got {self.fps}")
 
 
 @dataclass
@@ -78,8 +80,16 @@ class EventConfig:
 
 @dataclass
 class OutputConfig:
-    webhook: str | None = None  # POST each event as JSON here
+    webhook: str | None = None  # POST each event as JSON here (http:// or https://)
     flush_s: float = 1.0  # the CSV is flushed at least this often
+
+    def __post_init__(self):
+        if self.webhook is not None:
+            url = urlparse(self.webhook)
+            if url.scheme not in ("http", "https") or not url.netloc:
+                raise ValueError(f"webhook must be an http:// or https:// URL, got {self.webhook!r}")
+        if not 0 < self.flush_s < math.inf:
+            raise ValueError("flush_s must be a finite number > 0")
 
 
 @dataclass

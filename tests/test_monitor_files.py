@@ -194,3 +194,45 @@ def test_open_source_picks_by_scheme(tmp_path):
         open_source("gopher://x/y")
     with pytest.raises(SourceError, match="cannot open capture device"):
         open_source("/dev/video99").open()
+
+
+@pytest.mark.parametrize("case", ["csv_folder", "events_folder", "out_file", "csv_proc"])
+def test_unwritable_output_paths_are_refused_before_decoding(tmp_path, weights, case):
+    """Issue 22 item 1: each of these was a traceback; each is one line and exit 2, and nothing is left behind."""
+    path = write_video(tmp_path / "clip.mp4", n=5)
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    args, message = {
+        "csv_folder": (["--csv", str(tmp_path / "a_folder")], "is a folder"),
+        "events_folder": (["--events", str(tmp_path / "a_folder")], "is a folder"),
+        "out_file": (["--out", str(tmp_path / "a_file")], "a file of that name is in the way"),
+        "csv_proc": (["--csv", "/proc/scopewatch_t.csv"], "cannot write /proc/scopewatch_t.csv"),
+    }[case]
+    r = run_cli("analyze", str(path), *args, "--weights", str(weights), "-q")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (r.stdout, r.stderr)
+    assert not (tmp_path / "clip.mp4.scopewatch.csv").exists()  # refused before a header was written
+    assert not list((tmp_path / "a_folder").iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fps", "inf"], "positive finite"), (["--fps", "nan"], "positive finite"),
+    (["--webhook", "file:///etc/passwd"], "http:// or https://"), (["--webhook", "localhost:8080"], "http:// or https://"),
+])
+def test_nonsense_option_values_are_refused(tmp_path, weights, args, message):
+    """Issue 22 item 10: --fps inf was taken as every frame, a file:// webhook was accepted."""
+    path = write_video(tmp_path / "clip.mp4", n=5)
+    r = run_cli("analyze", str(path), *args, "--weights", str(weights), "-q")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (r.stdout, r.stderr)
+
+
+def test_the_same_file_named_twice_is_analysed_once(tmp_path, weights):
+    path = write_video(tmp_path / "clip.mp4", n=10)
+    other = tmp_path / "sub" / ".." / "clip.mp4"  # the same file by another path
+    (tmp_path / "sub").mkdir()
+    r = run_cli("analyze", str(path), str(other), "--every-frame", "--weights", str(weights))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("given more than once") == 1
+    assert r.stdout.count("frames analysed of") == 1  # one summary, not two
+    assert len([x for x in read_csv(tmp_path / "clip.mp4.scopewatch.csv") if x["noise"] != ""]) == 10

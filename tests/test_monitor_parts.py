@@ -255,3 +255,20 @@ def test_the_monitor_keeps_the_patch_map_of_each_frame_for_its_events():
     assert all(r.patch_map["noise"].shape == (8,) and r.patch_boxes.shape == (8, 4) for r in seen)
     [event] = [e for e in session.events if e.name == "noise"]
     assert len(event.where) == 8 and min(p for *_, p in event.where) > 0.5
+
+
+def test_webhook_that_never_answers_costs_at_most_the_close_timeout():
+    """Issue 22 item 10: a webhook that accepts and never answers added ~5 s to every exit."""
+    import socket
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections, never reads or answers
+    sender = WebhookSender(f"http://127.0.0.1:{silent.getsockname()[1]}/x", retries=3, backoff_s=0.5, timeout_s=5.0)
+    sender.send({"a": 1})
+    sender.send({"b": 2})
+    time.sleep(0.3)  # the first post is under way
+    t = time.time()
+    sender.close(timeout=1.0)
+    took = time.time() - t
+    silent.close()
+    assert took < 1.5 and sender.sent == 0

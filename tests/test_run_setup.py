@@ -33,7 +33,7 @@ def test_config_is_mode_defaults_then_file_then_flags(tmp_path):
     ('{"sampling": {"fsp": 3}}', "unknown setting 'fsp'"),
     ('{"sampels": {}}', "unknown section 'sampels'"),
     ('{"decision": {"thresholds": {"smoke": 0.97}}}', "must lie inside"),
-    ('{"sampling": {"fps": -1}}', "fps must be > 0"),
+    ('{"sampling": {"fps": -1}}', "fps must be a finite number > 0"),
     ('[1, 2]', "JSON object"),
     ('{not json', "cannot read settings"),
 ])

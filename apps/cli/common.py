@@ -3,6 +3,7 @@ groups several commands take (declared once here), and the run's config, predict
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -36,8 +37,8 @@ def positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
         return value
     return parse
 
@@ -177,7 +178,27 @@ def open_checked(uri: str, cfg: ScopeWatchConfig):
         raise UsageError(str(e)) from None
 
 
-def check_writable(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists() or not os.access(parent, os.W_OK):
-        raise UsageError(f"cannot write {path} (folder missing or read-only); choose another place with --csv/--events")
+def check_writable(path: Path, what: str = "--csv/--events") -> None:
+    """Refuse, before anything is decoded, an output that cannot be written as a file: a folder, a
+    missing or read-only place, or one the system will not create a file in (/proc)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; {what} need a file name")
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write {path} ({e.strerror or type(e).__name__}); choose another place with {what}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
+def check_folder(path: Path, what: str) -> None:
+    """Make the output folder `path`, or refuse with one line when it cannot be one."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path}: a file of that name is in the way; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{what} {path}: cannot make the folder ({e.strerror or type(e).__name__})") from None

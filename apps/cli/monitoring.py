@@ -4,9 +4,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from apps.cli.common import (UsageError, add_monitor_args, add_reference_args, add_sampling_args, check_writable,
-                             open_checked, positive, predictor_for, reference_for, run_config)
+from apps.cli.common import (UsageError, add_monitor_args, add_reference_args, add_sampling_args, check_folder,
+                             check_writable, open_checked, positive, predictor_for, reference_for, run_config)
 from monitor.outputs.naming import feed_stem, output_paths
+
+
+def unique_inputs(inputs: list[str]) -> list[str]:
+    """`inputs` with a file named twice (by any path to it) kept once, saying so: analysing it twice
+    would only overwrite its own files."""
+    seen, out = set(), []
+    for item in inputs:
+        key = str(Path(item).resolve()) if Path(item).exists() else item
+        if key in seen:
+            print(f"scopewatch: {item} is given more than once; analysing it once", file=sys.stderr)
+            continue
+        seen.add(key)
+        out.append(item)
+    return out
 
 
 def _given_path(given, many: bool, option: str) -> Path | None:
@@ -29,8 +43,8 @@ def cmd_archive(args, cfg) -> int:
         videos = find_videos(args.videos)
     except ArchiveError as e:
         raise UsageError(str(e)) from None
-    args.out.mkdir(parents=True, exist_ok=True)
-    check_writable(args.out / SUMMARY)
+    check_folder(args.out, "--out")
+    check_writable(args.out / SUMMARY, "--out")
     predictor = predictor_for(cfg)
     if args.ray:
         import importlib.util
@@ -61,15 +75,16 @@ def cmd_analyze(args) -> int:
     cfg = run_config(args, "recorded", **{"source.realtime": args.realtime or None})
     if args.out is not None or args.ray:
         return cmd_archive(args, cfg)
-    many = len(args.videos) > 1
+    videos = unique_inputs(args.videos)
+    many = len(videos) > 1
     jobs = []
-    for video in args.videos:  # check everything before analysing anything
-        source = open_checked(video, cfg)
+    for video in videos:  # check everything before analysing anything
         paths = output_paths(video)
         csv_path = _given_path(args.csv, many, "--csv") or paths.csv
         events_path = _given_path(args.events, many, "--events") or paths.events
         check_writable(csv_path)
         check_writable(events_path)
+        source = open_checked(video, cfg)
         reference = reference_for(args, cfg.decision, source.source_id, paths.reference)
         jobs.append((video, source, csv_path, events_path, reference))
     predictor = predictor_for(cfg)
@@ -128,7 +143,7 @@ def cmd_watch(args) -> int:
         raise UsageError("--csv/--events name one feed's files: with several sources use --out-dir")
     outputs = []
     if args.out_dir is not None:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
+        check_folder(args.out_dir, "--out-dir")
     references = []
     for uri in args.sources:
         paths = output_paths(uri, args.out_dir)

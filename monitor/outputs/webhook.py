@@ -1,12 +1,12 @@
 """POST each event as JSON to a URL from a background thread: retried with back-off, bounded
-queue, never blocking the pipeline (when the queue is full the event is dropped and logged)."""
+queue, never blocking the pipeline (when the queue is full the event is dropped and logged). At
+exit an unreachable URL costs at most `close`'s timeout: once closing, a failed post is not retried."""
 from __future__ import annotations
 
 import json
 import logging
 import queue
 import threading
-import time
 import urllib.request
 
 log = logging.getLogger("scopewatch.webhook")
@@ -46,12 +46,14 @@ class WebhookSender:
                     self.sent += 1
                     break
                 except Exception as e:  # network errors of every kind: retry, then give up on this event
-                    if attempt == self.retries:
+                    if attempt == self.retries or self._stop.is_set():
                         self.failed += 1
                         log.warning("webhook %s failed after %d attempts: %s", self.url, attempt + 1, e)
-                    else:  # queued events still get their retries after close(); join() bounds it
-                        time.sleep(self.backoff_s * 2**attempt)
+                        break
+                    self._stop.wait(self.backoff_s * 2**attempt)  # closing cuts the back-off short
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 1.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("webhook %s: %d events not delivered at exit", self.url, self.queue.qsize() + 1)

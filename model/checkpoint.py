@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import pickle
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -66,13 +69,26 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: an empty file, not a ScopeWatch checkpoint")
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+    if not zipped:
+        raise CheckpointError(f"{path}: not a ScopeWatch checkpoint (not a file that torch.save writes)")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: a damaged checkpoint (cut short or corrupt: its archive does not read)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a damaged or foreign file
+        with warnings.catch_warnings():  # torch warns about the file it is refusing; the one line below says it
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: not a ScopeWatch checkpoint (it holds Python objects, which are never "
+                              "loaded: only plain weights are)") from None
+    except Exception as e:  # torch raises many types for a damaged archive
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable ScopeWatch checkpoint ({reason[:160]})") from None
+        raise CheckpointError(f"{path}: a damaged checkpoint ({reason[:80]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a ScopeWatch checkpoint")
+        raise CheckpointError(f"{path}: not a ScopeWatch checkpoint (a PyTorch file without ScopeWatch's description of the model)")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {ckpt['format_version']} is newer than this "
                               f"ScopeWatch understands ({FORMAT_VERSION}); upgrade ScopeWatch")

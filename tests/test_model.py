@@ -7,6 +7,8 @@ from model.checkpoint import read_checkpoint
 from model.predict import resolve_device
 from model.tasks import DEFAULT_TASKS
 
+from conftest import ROOT
+
 
 def test_registry_lists_and_refuses_unknown_names():
     assert {"scopewatch_lap5", "scopewatch_lap5_small"} <= set(list_models("scopewatch_*"))
@@ -47,7 +49,7 @@ def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"\x00garbage" * 100)
-    with pytest.raises(CheckpointError, match="not a readable"):
+    with pytest.raises(CheckpointError, match="not a ScopeWatch checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
     # Tampered: one weight changed after saving.
     ckpt = torch.load(path, weights_only=True)
@@ -192,3 +194,41 @@ def test_the_patch_map_says_where_a_half_frame_distortion_is(scene_frame):
     left, right = mapped.patch_map["noise"][centre < 0.5], mapped.patch_map["noise"][centre >= 0.5]
     assert len(left) and len(right)
     assert left.min() > 0.9 and right.mean() < 0.2, (left, right)
+
+
+class _Payload:
+    """Stands for code a malicious checkpoint would run: never unpickled, so never constructed."""
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("empty", "an empty file"), ("text", "not a file that torch.save writes"),
+    ("cut", "a damaged checkpoint (cut short or corrupt"), ("objects", "holds Python objects"),
+    ("foreign", "without ScopeWatch's description"),
+])
+def test_weights_errors_name_the_file_and_what_is_wrong(tmp_path, case, reason):
+    """Issue 22 item 9: one line naming the file and what is wrong with it, no cut-off torch text,
+    and no torch warning on stderr."""
+    import subprocess
+    import sys
+    path = tmp_path / f"{case} weights.pt"
+    good = save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path / "good.pt").read_bytes()
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "text":
+        path.write_text("these are not weights\n")
+    elif case == "cut":
+        path.write_bytes(good[: len(good) // 2])
+    elif case == "objects":
+        torch.save({"format": "scopewatch-checkpoint", "payload": _Payload()}, path)
+    else:
+        torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: ") and reason in message and "\n" not in message
+    assert not any(torch_text in message for torch_text in ("weights_only", "Re-running", "miniz", "UnpicklingError"))
+    # What the CLI prints for --weights: the same line, and nothing else on stderr (no torch warning).
+    r = subprocess.run([sys.executable, "-c", "import sys; from apps.cli.common import load_predictor, UsageError\n"
+                        "try:\n    load_predictor(sys.argv[1], 'cpu')\nexcept UsageError as e:\n    print(e, file=sys.stderr)",
+                        str(path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.stderr.strip().splitlines() == [message], r.stderr

@@ -59,6 +59,14 @@ def check_frame(frame: np.ndarray, min_side: int = 64) -> None:
         raise ValueError(f"frame too small: {frame.shape[1]}x{frame.shape[0]} (need >= {min_side} px)")
 
 
+def too_small(width: int, height: int, cfg: InputConfig) -> str | None:
+    """Why frames of this size cannot be judged, or None: below one patch on the short side, the
+    analysis frame would be scaled up from a few pixels and the verdict would be the upscaling's."""
+    if min(width, height) >= cfg.patch_size:
+        return None
+    return f"frames of {width}x{height} are too small to judge (the model needs at least {cfg.patch_size} px on the short side)"
+
+
 def analysis_size(width: int, height: int, cfg: InputConfig) -> tuple[int, int]:
     k = min(1.0, cfg.analysis_short_side / min(width, height))
     return max(cfg.patch_size, round(width * k)), max(cfg.patch_size, round(height * k))

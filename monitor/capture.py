@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.preprocess import InputConfig, analysis_size
+from model.preprocess import InputConfig, analysis_size, too_small
 from monitor.buffer import Control, RingBuffer
 from monitor.metrics import PipelineMetrics
 from monitor.records import StreamState
@@ -24,6 +24,10 @@ class Sampled:
     """A kept frame, converted for the model."""
     raw: RawFrame
     image: np.ndarray
+
+
+class FrameTooSmall(Exception):
+    """The feed's frames are below the model's minimum size: nothing it says about them is a verdict."""
 
 
 class EndOfFeed(Control):
@@ -80,6 +84,9 @@ class CaptureStage:
 
     def _size_for(self, w: int, h: int) -> tuple[int, int]:
         if (w, h) not in self._sizes:
+            reason = too_small(w, h, self.input_cfg)
+            if reason:
+                raise FrameTooSmall(reason)
             self._sizes[(w, h)] = analysis_size(w, h, self.input_cfg)
         return self._sizes[(w, h)]
 
@@ -101,6 +108,9 @@ class CaptureStage:
                 while not self.buffer.put(sampled, timeout=0.5):  # back-pressure (files) or closed
                     if self.stop_event.is_set() or self.buffer.closed:
                         return
+        except FrameTooSmall as e:  # the feed's fault, not ours: said once, no traceback
+            log.error("%s: %s", self.source.source_id, e)
+            self.buffer.put_control(StateChange(StreamState.FAILED, self.metrics.last_time_s, time.time(), str(e)))
         except Exception as e:  # a source bug must end the run visibly, not hang it
             log.exception("capture failed")
             self.error = e

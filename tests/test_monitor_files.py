@@ -236,3 +236,23 @@ def test_the_same_file_named_twice_is_analysed_once(tmp_path, weights):
     assert r.stderr.count("given more than once") == 1
     assert r.stdout.count("frames analysed of") == 1  # one summary, not two
     assert len([x for x in read_csv(tmp_path / "clip.mp4.scopewatch.csv") if x["noise"] != ""]) == 10
+
+
+@pytest.mark.parametrize("size", [(2, 2), (16, 16), (320, 40)])
+def test_frames_too_small_to_judge_are_refused(tmp_path, weights, size):
+    """Issue 22 item 4: 1x1 and 2x2 videos were scored 100% defocus and motion blur at level 4."""
+    path = write_video(tmp_path / "tiny.mp4", n=5, size=size)
+    r = run_cli("analyze", str(path), "--weights", str(weights), "-q")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "too small to judge" in lines[0], (r.stdout, r.stderr)
+    assert f"{size[0]}x{size[1]}" in lines[0] and not (tmp_path / "tiny.mp4.scopewatch.csv").exists()
+
+
+def test_a_feed_whose_frames_shrink_below_the_minimum_stops_with_the_reason(predictor):
+    """A live feed is opened before its first frame is seen: the capture stage refuses the frames."""
+    from monitor.sources import ArraySource, SourceInfo
+    frames = [(i / 25, np.full((8, 8, 3), 120, np.uint8)) for i in range(10)]
+    session = Session(ArraySource(frames, SourceInfo(8, 8, 25.0, "raw")), predictor, ScopeWatchConfig())
+    session.run()
+    assert session.monitor.failed and "too small to judge" in session.monitor.failed
+    assert session.timeline.frames_analysed == 0

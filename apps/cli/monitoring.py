@@ -6,6 +6,7 @@ from pathlib import Path
 
 from apps.cli.common import (UsageError, add_monitor_args, add_reference_args, add_sampling_args, check_folder,
                              check_writable, open_checked, positive, predictor_for, reference_for, run_config)
+from model.preprocess import too_small
 from monitor.outputs.naming import feed_stem, output_paths
 
 
@@ -88,6 +89,10 @@ def cmd_analyze(args) -> int:
         reference = reference_for(args, cfg.decision, source.source_id, paths.reference)
         jobs.append((video, source, csv_path, events_path, reference))
     predictor = predictor_for(cfg)
+    for video, source, *_ in jobs:
+        reason = too_small(source.info.width, source.info.height, predictor.input_cfg)
+        if reason:
+            raise UsageError(f"{video}: {reason}")
     failures = 0
     for video, source, csv_path, events_path, reference in jobs:
         session = Session(source, predictor, cfg, csv_path, events_path, reference=reference)

@@ -384,3 +384,18 @@ def test_frame_at_seeks_to_the_frame_shown_at_a_time(tmp_path):
         got = frame_at(path, t)
         i = int(round(t * 25))
         assert np.array_equal(got, decoded[i]), t
+
+
+def test_the_recorded_chooser_lists_recordings_not_their_outputs(tmp_path):
+    """Issue 22 item 8: the CSV and events files beside a recording were offered, then refused."""
+    from apps.dashboard.files import allowed_files
+    write_video(tmp_path / "case.mp4", n=5)
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "analyze", str(tmp_path / "case.mp4"), "-q"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and (tmp_path / "case.mp4.scopewatch.csv").exists()
+    (tmp_path / "Other Case.MKV").write_bytes((tmp_path / "case.mp4").read_bytes())
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "sub.mp4").mkdir()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) != allowed_files(tmp_path)
+    assert allowed_files(tmp_path) == ["Other Case.MKV", "case.mp4"]
+    assert allowed_files(tmp_path / "missing") == [] and allowed_files(None) == []

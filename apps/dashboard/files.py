@@ -8,6 +8,7 @@ import gradio as gr
 import numpy as np
 
 from model.factory import WEIGHTS_DIR
+from monitor.archive import VIDEO_SUFFIXES
 from monitor.sources import frame_at as source_frame_at
 
 
@@ -19,8 +20,11 @@ def weights_choices(current: Path, allowed: Path | None) -> dict[str, Path]:
 
 
 def allowed_files(allowed: Path | None) -> list[str]:
-    """The names the Recorded tab's chooser offers."""
-    return sorted(p.name for p in allowed.iterdir() if p.is_file()) if allowed and allowed.is_dir() else []
+    """The recordings the Recorded tab's chooser offers: video files only, the ones an archive run
+    would take (the CSV and events files written beside them are not recordings)."""
+    if not (allowed and allowed.is_dir()):
+        return []
+    return sorted(p.name for p in allowed.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
 
 
 def resolve_in(folder: Path, name: str) -> Path:

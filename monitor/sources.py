@@ -78,6 +78,7 @@ class FrameSource(ABC):
     behind; otherwise the source waits for the analysis (back-pressure)."""
 
     live: bool = False
+    damaged_packets: int = 0  # packets skipped as damaged so far (a recording's decoder refused them)
 
     def __init__(self, source_id: str):
         self.source_id = source_id
@@ -166,30 +167,47 @@ class FileSource(FrameSource):
         yield StateChange(StreamState.LIVE, self.start_s, start_wall, f"{self.info.codec} {self.info.width}x{self.info.height}")
         if self.start_s > 0 and stream.time_base:  # from the keyframe before, decoding forward
             self.container.seek(int(self.start_s / stream.time_base), stream=stream, backward=True)
+        t = self.start_s
+        damage = Damage()
         try:
-            for frame in self.container.decode(stream):
-                if self.stop_event.is_set():
-                    return
-                t = frame.time if frame.time is not None else index / fps
-                if t < self.start_s - 1e-6:
+            for packet in damage.packets(self.container, stream):
+                try:
+                    if isinstance(packet, Exception):
+                        raise packet
+                    decoded = packet.decode()
+                except av.error.InvalidDataError as e:  # damaged data: skip to where the stream is whole again
+                    if damage.skip(e):
+                        yield StateChange(StreamState.STALLED, t, time.time(), f"damaged data after {t:.2f} s: skipping to the next whole frame")
                     continue
-                if self.end_s is not None and t >= self.end_s - 1e-6:
-                    return
-                if first_time is None:
-                    first_time = t
-                if self.live:  # pace by the media clock
-                    delay = start_wall + (t - first_time) - time.time()
-                    if delay > 0 and self.stop_event.wait(delay):
+                for frame in decoded:
+                    if self.stop_event.is_set():
                         return
-                number = index if self.start_s == 0 else round((t - origin) * fps)
-                yield RawFrame(number, frame.pts, t, time.time(), frame.width, frame.height, av_frame=frame)
-                index += 1
+                    t = frame.time if frame.time is not None else index / fps
+                    if t < self.start_s - 1e-6:
+                        continue
+                    if self.end_s is not None and t >= self.end_s - 1e-6:
+                        return
+                    if damage.open_gap:
+                        yield StateChange(StreamState.LIVE, t, time.time(), damage.resumed())
+                    if first_time is None:
+                        first_time = t
+                    if self.live:  # pace by the media clock
+                        delay = start_wall + (t - first_time) - time.time()
+                        if delay > 0 and self.stop_event.wait(delay):
+                            return
+                    number = index if self.start_s == 0 else round((t - origin) * fps)
+                    yield RawFrame(number, frame.pts, t, time.time(), frame.width, frame.height, av_frame=frame)
+                    index += 1
         except av.error.FFmpegError as e:
-            yield StateChange(StreamState.FAILED, 0.0 if first_time is None else t, time.time(),
-                              f"decoding stopped at frame {index}: {_av_error(e)}")
+            yield StateChange(StreamState.FAILED, t, time.time(), f"decoding stopped at frame {index}: {_av_error(e)}")
             return
         finally:
+            self.damaged_packets = damage.total
             self.container.close()
+        if damage.open_gap:  # nothing whole came after the damage
+            yield StateChange(StreamState.FAILED, t, time.time(),
+                              f"decoding stopped at frame {index}: damaged data to the end ({damage.total} packets skipped)")
+            return
         if index == 0:
             yield StateChange(StreamState.FAILED, 0.0, time.time(), "no decodable video frames")
             return
@@ -200,7 +218,54 @@ class FileSource(FrameSource):
             yield StateChange(StreamState.FAILED, t, time.time(),
                               f"file ends early: decoded up to {t:.1f} s of its {declared:.1f} s (truncated or damaged)")
             return
-        yield StateChange(StreamState.ENDED, t, time.time(), f"{index} frames")
+        skipped = f"; {damage.total} damaged packets skipped" if damage.total else ""
+        yield StateChange(StreamState.ENDED, t, time.time(), f"{index} frames{skipped}")
+
+
+class Damage:
+    """Damaged stretches of a recording: packets the decoder refuses are skipped (the decoder
+    resyncs at the next whole frame) and counted, and each stretch becomes a gap in the timeline.
+    A demuxer error restarts the demuxer where it stopped; too many in a row and reading ends."""
+
+    MAX_DEMUX_ERRORS = 100
+
+    def __init__(self):
+        self.total = 0  # packets skipped over the file
+        self.in_gap = 0  # packets skipped since the last whole frame
+        self.first_error = ""
+
+    @property
+    def open_gap(self) -> bool:
+        return self.in_gap > 0
+
+    def skip(self, error: Exception) -> bool:
+        """Count a skipped packet; True when it starts a damaged stretch."""
+        self.total += 1
+        self.in_gap += 1
+        if self.in_gap == 1:
+            self.first_error = _av_error(error)
+        return self.in_gap == 1
+
+    def resumed(self) -> str:
+        text = f"resumed after {self.in_gap} damaged packets ({self.first_error})"
+        self.in_gap = 0
+        return text
+
+    def packets(self, container, stream):
+        """The stream's packets (the last, empty one flushes the decoder), with each demuxer error
+        in their place as the exception itself."""
+        errors = 0
+        while True:
+            try:
+                for packet in container.demux(stream):
+                    errors = 0
+                    yield packet
+                return
+            except av.error.InvalidDataError as e:
+                errors += 1
+                if errors > self.MAX_DEMUX_ERRORS:
+                    raise
+                yield e
 
 
 class StreamSource(FrameSource):

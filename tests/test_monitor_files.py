@@ -256,3 +256,36 @@ def test_a_feed_whose_frames_shrink_below_the_minimum_stops_with_the_reason(pred
     session.run()
     assert session.monitor.failed and "too small to judge" in session.monitor.failed
     assert session.timeline.frames_analysed == 0
+
+
+def _damage(data: bytes, start: int, length: int) -> bytes:
+    noise = np.random.default_rng(0).integers(0, 256, length, dtype=np.uint8).tobytes()
+    return data[:start] + noise + data[start + length:]
+
+
+def test_damage_mid_file_is_skipped_and_the_rest_analysed(tmp_path, weights):
+    """Issue 22 item 3: damage in the middle of an MP4 ended the analysis there (exit 1); the intact
+    second half is now analysed, the damaged stretch is a gap, and the count is said."""
+    data = write_video(tmp_path / "ten.mp4", n=250).read_bytes()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(_damage(data, len(data) // 2, len(data) // 5))
+    r = run_cli("analyze", str(damaged), "--every-frame", "--weights", str(weights), "-q")
+    assert r.returncode == 0 and "damaged packets skipped" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    rows = read_csv(tmp_path / "damaged.mp4.scopewatch.csv")
+    states = [(float(x["time_s"]), x["stream_state"]) for x in rows if x["frame_index"] == "-1"]
+    assert [s for _, s in states] == ["live", "stalled", "live", "ended"]
+    gap_start, gap_end = states[1][0], states[2][0]
+    analysed = [float(x["time_s"]) for x in rows if x["noise"] != ""]
+    assert 3.0 < gap_start < gap_end < 9.0 and not [t for t in analysed if gap_start < t < gap_end]
+    assert len([t for t in analysed if t >= gap_end]) > 50  # the intact second half
+    assert 150 < len(analysed) < 250
+
+
+def test_damage_to_the_end_of_the_file_fails_keeping_the_rows(tmp_path, weights):
+    data = write_video(tmp_path / "ten.mp4", n=100, container_options={"movflags": "faststart"}).read_bytes()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(_damage(data, len(data) // 2, len(data) - len(data) // 2))
+    r = run_cli("analyze", str(damaged), "--every-frame", "--weights", str(weights), "-q")
+    rows = read_csv(tmp_path / "damaged.mp4.scopewatch.csv")
+    assert r.returncode == 1 and "keeps" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert rows[-1]["stream_state"] == "failed" and 20 < len([x for x in rows if x["noise"] != ""]) < 100

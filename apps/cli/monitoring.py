@@ -117,6 +117,9 @@ def cmd_analyze(args) -> int:
         print(session.summary_text())
         if reference is not None and reference.reference is not None:
             print(f"{reference.reference.describe()} -> {reference.save_to}")
+        if source.damaged_packets:
+            print(f"scopewatch analyze: warning: {video}: {source.damaged_packets} damaged packets skipped; the timeline "
+                  f"shows each damaged stretch as a 'stalled' gap", file=sys.stderr)
         if session.monitor.failed or session.monitor.error:
             failures += 1
             reason = session.monitor.failed or session.monitor.error

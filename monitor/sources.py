@@ -78,7 +78,7 @@ class FrameSource(ABC):
     behind; otherwise the source waits for the analysis (back-pressure)."""
 
     live: bool = False
-    damaged_packets: int = 0  # packets skipped as damaged so far (a recording's decoder refused them)
+    damage: "Damage | None" = None  # a recording's damaged stretches, once read (None: none looked for)
 
     def __init__(self, source_id: str):
         self.source_id = source_id
@@ -168,7 +168,9 @@ class FileSource(FrameSource):
         if self.start_s > 0 and stream.time_base:  # from the keyframe before, decoding forward
             self.container.seek(int(self.start_s / stream.time_base), stream=stream, backward=True)
         t = self.start_s
-        damage = Damage()
+        # A transport stream carries no index: FFmpeg drops what it cannot parse without an error,
+        # so lost frames show only as a jump in their timestamps and a tail left unread.
+        damage = self.damage = Damage(fps if "mpegts" in self.container.format.name else None)
         try:
             for packet in damage.packets(self.container, stream):
                 try:
@@ -187,8 +189,11 @@ class FileSource(FrameSource):
                         continue
                     if self.end_s is not None and t >= self.end_s - 1e-6:
                         return
+                    if damage.jumped(t):
+                        yield StateChange(StreamState.STALLED, damage.last_t, time.time(), "frames missing: timestamps jump")
                     if damage.open_gap:
                         yield StateChange(StreamState.LIVE, t, time.time(), damage.resumed())
+                    damage.read(packet, t)
                     if first_time is None:
                         first_time = t
                     if self.live:  # pace by the media clock
@@ -202,7 +207,6 @@ class FileSource(FrameSource):
             yield StateChange(StreamState.FAILED, t, time.time(), f"decoding stopped at frame {index}: {_av_error(e)}")
             return
         finally:
-            self.damaged_packets = damage.total
             self.container.close()
         if damage.open_gap:  # nothing whole came after the damage
             yield StateChange(StreamState.FAILED, t, time.time(),
@@ -218,21 +222,31 @@ class FileSource(FrameSource):
             yield StateChange(StreamState.FAILED, t, time.time(),
                               f"file ends early: decoded up to {t:.1f} s of its {declared:.1f} s (truncated or damaged)")
             return
-        skipped = f"; {damage.total} damaged packets skipped" if damage.total else ""
-        yield StateChange(StreamState.ENDED, t, time.time(), f"{index} frames{skipped}")
+        damage.tail(self.path.stat().st_size)
+        note = damage.summary()
+        yield StateChange(StreamState.ENDED, t, time.time(), f"{index} frames" + (f"; {note}" if note else ""))
 
 
 class Damage:
     """Damaged stretches of a recording: packets the decoder refuses are skipped (the decoder
     resyncs at the next whole frame) and counted, and each stretch becomes a gap in the timeline.
-    A demuxer error restarts the demuxer where it stopped; too many in a row and reading ends."""
+    A demuxer error restarts the demuxer where it stopped; too many in a row and reading ends.
+    With `fps` (a constant-rate stream without an index), a timestamp jump of more than
+    `JUMP_FRAMES` frames counts as frames lost, and a tail of the file that yields no frame is noted."""
 
     MAX_DEMUX_ERRORS = 100
+    JUMP_FRAMES = 2.5
+    TAIL_BYTES = 16 * 1024  # less than this unread at the end is trailing audio or padding
 
-    def __init__(self):
+    def __init__(self, fps: float | None = None):
+        self.fps = fps
         self.total = 0  # packets skipped over the file
         self.in_gap = 0  # packets skipped since the last whole frame
         self.first_error = ""
+        self.lost_frames = 0
+        self.last_t: float | None = None
+        self.end_pos = 0  # where the last packet that gave a frame ends in the file
+        self.unread_tail = 0
 
     @property
     def open_gap(self) -> bool:
@@ -246,10 +260,36 @@ class Damage:
             self.first_error = _av_error(error)
         return self.in_gap == 1
 
+    def jumped(self, t: float) -> bool:
+        """True when frame time `t` comes too long after the last: frames were lost (a gap opens)."""
+        if not self.fps or self.last_t is None or self.open_gap or t - self.last_t <= self.JUMP_FRAMES / self.fps:
+            return False
+        lost = round((t - self.last_t) * self.fps) - 1
+        self.lost_frames += lost
+        self.in_gap, self.first_error = 1, f"{lost} frames missing"
+        return True
+
+    def read(self, packet, t: float) -> None:
+        self.last_t = t
+        if packet.pos is not None and packet.pos >= 0:
+            self.end_pos = max(self.end_pos, packet.pos + packet.size)
+
+    def tail(self, file_size: int) -> None:
+        if self.fps and self.end_pos and file_size - self.end_pos > max(self.TAIL_BYTES, file_size // 100):
+            self.unread_tail = file_size - self.end_pos
+
     def resumed(self) -> str:
-        text = f"resumed after {self.in_gap} damaged packets ({self.first_error})"
+        text = (f"resumed after {self.in_gap} damaged packets ({self.first_error})" if self.first_error.find("missing") < 0
+                else f"resumed: {self.first_error}")
         self.in_gap = 0
         return text
+
+    def summary(self) -> str:
+        """What was damaged, for the user ('' when nothing was)."""
+        parts = ([f"{self.total} damaged packets skipped (the gaps are 'stalled' rows of the CSV)"] if self.total else []) + \
+                ([f"{self.lost_frames} frames missing (the gaps are 'stalled' rows of the CSV)"] if self.lost_frames else []) + \
+                ([f"the last {self.unread_tail // 1024} KB hold no decodable video (cut or corrupted)"] if self.unread_tail else [])
+        return "; ".join(parts)
 
     def packets(self, container, stream):
         """The stream's packets (the last, empty one flushes the decoder), with each demuxer error

@@ -1,6 +1,7 @@
 """The monitor on real encoded files: codecs, containers, VFR, odd sizes, bad input, truncation."""
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -107,9 +108,9 @@ def test_csv_columns_rows_and_events_through_the_cli(tmp_path, weights):
     assert "% of time" in r.stdout and "quality: mean" in r.stdout
 
 
-def test_truncated_transport_stream_keeps_the_intact_part(tmp_path, weights):
-    # MPEG-TS declares no duration and FFmpeg skips the garbage without flagging a packet: a cut
-    # TS is indistinguishable from a shorter one, so only the kept rows can be checked here.
+def test_truncated_transport_stream_keeps_the_intact_part_and_says_so(tmp_path, weights):
+    # MPEG-TS declares no duration and FFmpeg skips the garbage without flagging a packet: the
+    # tail of the file that gave no frame is what tells (issue 22 item 10).
     path = write_video(tmp_path / "full.ts", n=100, size=(320, 180))
     data = path.read_bytes()
     cut = tmp_path / "cut.ts"
@@ -118,6 +119,20 @@ def test_truncated_transport_stream_keeps_the_intact_part(tmp_path, weights):
     r = run_cli("analyze", str(cut), "--every-frame", "--weights", str(weights), "-q")
     rows = [x for x in read_csv(tmp_path / "cut.ts.scopewatch.csv") if x["noise"] != ""]
     assert 30 <= len(rows) < 100 and "Traceback" not in r.stderr
+    assert "KB hold no decodable video (cut or corrupted)" in r.stderr
+    whole = run_cli("analyze", str(path), "--every-frame", "--weights", str(weights), "-q")
+    assert whole.returncode == 0 and "warning" not in whole.stderr
+
+
+def test_frames_lost_inside_a_transport_stream_are_a_counted_gap(tmp_path, weights):
+    data = write_video(tmp_path / "full.ts", n=100, size=(320, 180)).read_bytes()
+    (tmp_path / "mid.ts").write_bytes(_damage(data, len(data) // 2, 20000))
+    r = run_cli("analyze", str(tmp_path / "mid.ts"), "--every-frame", "--weights", str(weights), "-q")
+    assert r.returncode == 0 and "frames missing" in r.stderr, r.stderr
+    rows = read_csv(tmp_path / "mid.ts.scopewatch.csv")
+    assert [x["stream_state"] for x in rows if x["frame_index"] == "-1"] == ["live", "stalled", "live", "ended"]
+    missing = int(re.search(r"(\d+) frames missing \(", r.stderr).group(1))
+    assert missing + len([x for x in rows if x["noise"] != ""]) == 100
 
 
 @pytest.mark.parametrize("name, options", [("full.mkv", None), ("full.mp4", {"movflags": "faststart"})])
@@ -178,6 +193,7 @@ def test_unreachable_url_fails_after_the_timeout(tmp_path, weights):
     from helpers import free_port
     r = run_cli("watch", f"tcp://127.0.0.1:{free_port()}", "--timeout", "2", "--weights", str(weights), timeout=60)
     assert r.returncode == 1 and "cannot open" in r.stderr and "Traceback" not in r.stderr
+    assert "0.0%" not in r.stdout and "quality" not in r.stdout  # no summary of a feed that never gave a frame
 
 
 def test_open_source_picks_by_scheme(tmp_path):

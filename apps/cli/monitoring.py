@@ -117,9 +117,8 @@ def cmd_analyze(args) -> int:
         print(session.summary_text())
         if reference is not None and reference.reference is not None:
             print(f"{reference.reference.describe()} -> {reference.save_to}")
-        if source.damaged_packets:
-            print(f"scopewatch analyze: warning: {video}: {source.damaged_packets} damaged packets skipped; the timeline "
-                  f"shows each damaged stretch as a 'stalled' gap", file=sys.stderr)
+        if source.damage and source.damage.summary():
+            print(f"scopewatch analyze: warning: {video}: {source.damage.summary()}", file=sys.stderr)
         if session.monitor.failed or session.monitor.error:
             failures += 1
             reason = session.monitor.failed or session.monitor.error
@@ -196,7 +195,8 @@ def cmd_watch(args) -> int:
     for name, s in zip(names, sessions):
         if many:
             print(f"== {name}")
-        print(s.summary_text())
+        if s.timeline.frames_analysed:  # a feed that never gave a frame has no summary, only its error
+            print(s.summary_text())
         refused = s.reference is not None and s.reference.refused
         if s.reference is not None and s.reference.reference is not None:
             print(f"{s.reference.reference.describe()} -> {s.reference.save_to}")

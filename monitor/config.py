@@ -33,6 +33,10 @@ class SourceConfig:
 # A recording is analysed 5 frames a second of media: episodes resolved to 0.2 s, finer than any
 # distortion episode lasts, while inference stays a small part of decoding a long recording.
 RECORDED_FPS = 5.0
+# A live feed too, in watch and on the dashboard alike (one default, issue 22): a distortion shows
+# within 0.2 s, and a 2-core machine keeps a fifth of the inference load free for decoding,
+# the dashboard, a browser and more feeds (benchmarks/dashboard_cpu.py prints latency and drops).
+LIVE_FPS = 5.0
 
 
 @dataclass
@@ -114,13 +118,12 @@ class ScopeWatchConfig:
     decision: Decision = field(default_factory=Decision)
 
 
-# What differs between the ways of running: a recording is analysed at decoding speed, sampled; a
-# live feed is analysed frame by frame; the dashboard plays files at their own pace, as the live
-# feeds they stand in for.
+# What differs between the ways of running: a recording is analysed at decoding speed; a live feed
+# at its own pace; the dashboard plays files at their own pace, as the live feeds they stand in for.
 MODES: dict[str, dict[str, object]] = {
     "recorded": {"sampling.fps": RECORDED_FPS, "source.realtime": False},
-    "live": {"sampling.fps": None, "source.realtime": False},
-    "dashboard": {"sampling.fps": None, "source.realtime": True},
+    "live": {"sampling.fps": LIVE_FPS, "source.realtime": False},
+    "dashboard": {"sampling.fps": LIVE_FPS, "source.realtime": True},
 }
 
 

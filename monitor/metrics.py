@@ -38,8 +38,9 @@ class PipelineMetrics:
 
     @staticmethod
     def _rate(times: deque, window_s: float = 5.0) -> float:
-        """Events per second over the last `window_s` seconds (the rate now, not since long ago)."""
-        recent = [t for t in list(times) if t >= times[-1] - window_s] if times else []
+        """Events per second over the last `window_s` seconds up to now: falls to 0 while nothing comes."""
+        now = time.time()
+        recent = [t for t in list(times) if t >= now - window_s]
         if len(recent) < 2 or recent[-1] == recent[0]:
             return 0.0
         return (len(recent) - 1) / (recent[-1] - recent[0])

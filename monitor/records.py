@@ -18,6 +18,7 @@ class StreamState(str, Enum):
     LIVE = "live"
     STALLED = "stalled"
     RECONNECTING = "reconnecting"
+    LOST = "lost"  # a live stream's connection ended: it is being reopened
     ENDED = "ended"
     FAILED = "failed"
 

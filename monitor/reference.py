@@ -31,6 +31,11 @@ class ReferenceWindow:
     def done(self) -> bool:
         return self.reference is not None or self.refused is not None
 
+    def abandon(self, reason: str) -> None:
+        """Give up on a window still open (its taker stopped waiting): it will not be taken later."""
+        if not self.done:
+            self.refused = reason
+
     def __call__(self, result: FrameResult) -> None:
         if self.done:
             return

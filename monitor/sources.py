@@ -314,8 +314,9 @@ class StreamSource(FrameSource):
     Opened with low-latency options (no input buffering, small probe) and open/read timeouts, so a
     dead peer is an error after the timeout rather than a hang. A read that gets nothing for
     `stall_s` (the watchdog, via FFmpeg's interrupt callback) marks the stream stalled; it is then
-    reopened with back-off. Media time continues across reconnections on the wall clock, so a gap
-    shows as a gap."""
+    reopened with back-off. Media time continues across reconnections on the wall clock (the first
+    frame after an outage comes as long after the last one as it did in wall time; pts restart with
+    each connection and begin anywhere), so a gap shows at its true length."""
 
     live = True
 
@@ -352,7 +353,7 @@ class StreamSource(FrameSource):
         t0 = time.time()
         index, attempt, ever_live = 0, 0, False
         announce_live = True  # a LIVE row is due at the first frame of each session
-        last_time = 0.0
+        last_time, last_wall = 0.0, None
         while not self.stop_event.is_set():
             if attempt == 0:  # once per outage; the retries after it are logged only
                 yield StateChange(StreamState.CONNECTING if not ever_live else StreamState.RECONNECTING,
@@ -384,13 +385,13 @@ class StreamSource(FrameSource):
                     now = time.time()
                     t = frame.time if frame.time is not None else 0.0
                     if session_start is None:
-                        # Media time continues from wall time across reconnections: pts restart per session.
-                        session_start = (now - t0) - t
+                        # Media time continues on the wall clock across reconnections.
+                        session_start = (now - t0 if last_wall is None else last_time + now - last_wall) - t
                         if announce_live:
                             yield StateChange(StreamState.LIVE, session_start + t, now,
                                               f"{cc.name} {cc.width}x{cc.height}")
                         ever_live, attempt, announce_live = True, 0, False
-                    last_time = session_start + t
+                    last_time, last_wall = session_start + t, now
                     yield RawFrame(index, frame.pts, last_time, now, frame.width, frame.height, av_frame=frame)
                     index += 1
             except (av.error.FFmpegError, OSError) as e:
@@ -401,7 +402,7 @@ class StreamSource(FrameSource):
                 container.close()
             if self.stop_event.is_set():
                 return
-            state = StreamState.STALLED if stalled else StreamState.ENDED
+            state = StreamState.STALLED if stalled else StreamState.LOST
             announce_live = True
             log.warning("%s: %s (%s); reconnecting", self.url, state.value, reason)
             yield StateChange(state, last_time, time.time(), reason)

@@ -268,7 +268,8 @@ def test_operator_marks_normal_acknowledges_and_mutes_with_the_keyboard(server):
             assert "taken" in state and "by dashboard" in state
             # The smoke rises: its badge flashes while nobody has acknowledged it ...
             page.wait_for_selector(".sw-badge.sw-flash[data-task='smoke']", timeout=30000)
-            page.wait_for_function("document.querySelector('#sw-events').innerText.includes('ongoing')", timeout=5000)
+            # ... and its episode is listed, ongoing, within 2 s (issue 22 item 5)
+            page.wait_for_function("document.querySelector('#sw-events').innerText.includes('ongoing')", timeout=2000)
             page.keyboard.press("a")
             page.wait_for_selector(".sw-badge.sw-acked[data-task='smoke']", timeout=10000)
             assert page.locator(".sw-badge.sw-flash[data-task='smoke']").count() == 0
@@ -399,3 +400,61 @@ def test_the_recorded_chooser_lists_recordings_not_their_outputs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) != allowed_files(tmp_path)
     assert allowed_files(tmp_path) == ["Other Case.MKV", "case.mp4"]
     assert allowed_files(tmp_path / "missing") == [] and allowed_files(None) == []
+
+
+@pytest.mark.parametrize("smoke, quality, expected", [(0.95, 90.0, "sw-bad"), (0.05, 40.0, "sw-bad"), (0.05, 90.0, "sw-ok")])
+def test_quality_badge_and_tile_share_one_colour_rule(weights, smoke, quality, expected):
+    """Issue 22 item 7: during smoke at good quality the quality badge was green and the tile red."""
+    from apps.dashboard.widgets import badges_html, tiles_html
+    from model.predict import load_predictor
+    from monitor.config import ScopeWatchConfig
+    from monitor.records import FrameResult
+    from monitor.session import Session
+    from monitor.sources import ArraySource, SourceInfo
+    predictor = load_predictor(weights)
+    session = Session(ArraySource([], SourceInfo(320, 180, 25.0)), predictor, ScopeWatchConfig())
+    probabilities = {t: (smoke if t == "smoke" else 0.05) for t in predictor.tasks}
+    session.monitor.metrics.last_result = FrameResult("generated", 1, 1, 0.04, time.time(), probabilities,
+                                                      {t: 0 for t in predictor.tasks}, quality)
+    badge = badges_html(session).split("id='sw-quality'")[0].rsplit("<span class='sw-badge ", 1)[1]
+    tile = tiles_html({"generated": session}, "generated").split("<div class='sw-tile ")[1]
+    assert badge.startswith(expected) and tile.startswith(expected)
+
+
+def test_probability_chart_labels_its_thresholds_and_keeps_the_legend_off_the_axis(weights):
+    from apps.dashboard.charts import probability_figure
+    from model.decision import Decision
+    from model.tasks import DEFAULT_TASKS
+    decision = Decision()
+    fig = probability_figure([], DEFAULT_TASKS, decision)
+    assert [a.text for a in fig.layout.annotations] == ["alarm 0.50"]
+    decision.set_threshold("smoke", 0.3)
+    labels = sorted(a.text for a in probability_figure([], DEFAULT_TASKS, decision).layout.annotations)
+    assert labels[0] == "alarm 0.30 (Surgical smoke)" and labels[1].startswith("alarm 0.50 (Noise")
+    assert fig.layout.legend.y >= 1.0 and fig.layout.legend.yanchor == "bottom"  # above the plot, not on the axis
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_live_chart_legend_and_threshold_label_in_a_real_browser(server):
+    """Issue 22 item 7 as drawn: the legend's box clears the 'time (s)' title and the threshold line
+    carries its label (screenshot out/screenshots/chart.png)."""
+    pw = pytest.importorskip("playwright.sync_api")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(server)
+        page.wait_for_function("""() => { const p = document.querySelector('.js-plotly-plot');
+            return p && p.data && p.data[0] && p.data[0].x.length > 2 && p.querySelector('.annotation-text'); }""",
+                               timeout=30000)
+        boxes = page.evaluate("""() => { const p = document.querySelector('.js-plotly-plot');
+            const box = (s) => { const r = p.querySelector(s).getBoundingClientRect();
+                                 return [r.left, r.top, r.right, r.bottom]; };
+            return {legend: box('.legend'), xtitle: box('.g-xtitle'), plot: box('.cartesianlayer .bg, .bglayer .bg'),
+                    label: p.querySelector('.annotation-text').textContent}; }""")
+        page.locator(".js-plotly-plot").first.screenshot(path=str(SHOTS / "chart.png"))
+        browser.close()
+    legend, xtitle, plot = boxes["legend"], boxes["xtitle"], boxes["plot"]
+    overlap = min(legend[2], xtitle[2]) > max(legend[0], xtitle[0]) and min(legend[3], xtitle[3]) > max(legend[1], xtitle[1])
+    assert not overlap and legend[3] <= plot[1] + 1  # the legend sits above the plotting area
+    assert boxes["label"] == "alarm 0.50"

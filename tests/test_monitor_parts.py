@@ -272,3 +272,24 @@ def test_webhook_that_never_answers_costs_at_most_the_close_timeout():
     took = time.time() - t
     silent.close()
     assert took < 1.5 and sender.sent == 0
+
+
+def test_status_line_shows_no_stale_rates_while_a_feed_has_no_picture():
+    """Issue 22 item 2: while reconnecting, the status line repeated the last fps and latency."""
+    from apps.cli.monitoring import feed_status
+    from monitor.metrics import PipelineMetrics
+    m = PipelineMetrics()
+    now = time.time()
+    for i in range(20):
+        m.record_result(now - 1.0 + i * 0.04, 15.0)
+    m.last_result = result(1.0, noise=0.9)
+    m.state = StreamState.LIVE
+    live = feed_status(m, Decision(), "cam")
+    assert "[live]" in live and "latency    15 ms" in live and " 0.0 fps" not in live and "noise 0.90" in live
+    m.state, m.state_reason = StreamState.RECONNECTING, "tcp://cam"
+    lost = feed_status(m, Decision(), "cam")
+    assert "[reconnecting]" in lost and "no picture: tcp://cam" in lost and "fps" not in lost and "noise" not in lost
+    m._result_times.clear()  # the rates fall to 0 once nothing has come for their window
+    m.record_result(now - 30.0, 15.0)
+    m.record_result(now - 29.9, 15.0)
+    assert m.inference_fps == 0.0

@@ -69,3 +69,23 @@ def test_check_reference_scores_each_val_clip_with_and_without_a_reference(tmp_p
         assert [run["added"] for run in case["runs"][::2]] == [None, "noise", "smoke", "uneven_illumination",
                                                                 "defocus_blur", "motion_blur"]
     assert "| `val_smoke/smoke_builds_480p60_b.mp4` | 0-2 s | 2.5- s | smoke |" in r.stdout
+
+
+def test_an_abandoned_window_is_never_taken_later():
+    """The dashboard stops waiting for a window of a late feed and says it was refused: the window
+    must not then be taken behind the operator's back when the feed catches up."""
+    from model.decision import Decision
+    from monitor.records import FrameResult
+    from monitor.reference import ReferenceWindow
+    decision = Decision()
+    window = ReferenceWindow(decision, "cam", 1.0, 2.0)
+    clean = {"noise": 0.05, "smoke": 0.05}
+    for i in range(15):  # up to 1.4 s: the window is open
+        window(FrameResult("cam", i, i, i / 10, 0.0, clean, {}, 90.0))
+    window.abandon("cam: too late")
+    for i in range(15, 30):
+        window(FrameResult("cam", i, i, i / 10, 0.0, clean, {}, 90.0))
+    assert window.done and window.reference is None and window.refused == "cam: too late"
+    assert "cam" not in decision.references
+    window.abandon("again")  # a closed window keeps its verdict
+    assert window.refused == "cam: too late"

@@ -8,6 +8,7 @@ from apps.cli.common import (UsageError, add_monitor_args, add_reference_args, a
                              check_writable, open_checked, positive, predictor_for, reference_for, run_config)
 from model.preprocess import too_small
 from monitor.outputs.naming import feed_stem, output_paths
+from monitor.records import StreamState
 
 
 def unique_inputs(inputs: list[str]) -> list[str]:
@@ -128,7 +129,10 @@ def cmd_analyze(args) -> int:
 
 
 def feed_status(m, decision, name: str = "") -> str:
-    """One feed's status line: state, media time, quality, the distortions present now, rates."""
+    """One feed's status line: state, media time, quality, the distortions present now, rates. Out
+    of the live state there is no picture to report on: the last one's figures would be stale."""
+    if m.state != StreamState.LIVE:
+        return f"{name}[{m.state.value}] t={m.last_time_s:7.1f}s | no picture: {m.state_reason or '-'} | dropped {m.dropped}"
     r = m.last_result
     present = ", ".join(f"{t} {r.probabilities[t]:.2f}" for t in decision.alarms(r.probabilities, r.source_id)) \
         if r and r.analysed else ""

@@ -41,11 +41,24 @@ def probability_figure(results, tasks, decision: Decision, title="Distortion pro
         spec = task_spec(task)
         fig.add_trace(go.Scatter(x=t, y=[r.probabilities.get(task) for r in results], name=spec.title,
                                  mode="lines", line={"color": spec.color, "width": 2}, hovertemplate="%{y:.2f}"))
-    for level in sorted({decision.threshold(task) for task in tasks}):
-        fig.add_hline(y=level, line_dash="dot", line_color="#999")
-    fig.update_layout(title=title, height=320, margin=dict(l=40, r=10, t=40, b=30), yaxis_range=[0, 1],
-                      xaxis_title="time (s)", legend_orientation="h", uirevision="keep", hovermode="x unified")
+    for level, label in threshold_labels(tasks, decision):
+        fig.add_hline(y=level, line_dash="dot", line_color="#999", annotation_text=label,
+                      annotation_position="top left", annotation_font={"size": 11, "color": "#666"})
+    # The legend sits above the plot, right of the title: below it, it covered the axis title.
+    fig.update_layout(title=title, height=340, margin=dict(l=40, r=10, t=70, b=40), yaxis_range=[0, 1],
+                      xaxis_title="time (s)", uirevision="keep", hovermode="x unified",
+                      legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.02, "yanchor": "bottom"})
     return fig
+
+
+def threshold_labels(tasks, decision: Decision) -> list[tuple[float, str]]:
+    """Each alarm threshold drawn on the probability chart, with what it is: 'alarm' alone when
+    every distortion shares it, else the distortions it is for."""
+    levels: dict[float, list[str]] = {}
+    for task in tasks:
+        levels.setdefault(decision.threshold(task), []).append(task_spec(task).title)
+    return [(level, f"alarm {level:.2f}" + ("" if len(levels) == 1 else f" ({', '.join(names)})"))
+            for level, names in sorted(levels.items())]
 
 
 def quality_figure(results, title="Quality (0-100, higher is better)") -> go.Figure:

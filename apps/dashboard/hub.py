@@ -58,9 +58,11 @@ class SourceHub:
         deadline = time.monotonic() + seconds + timeout_s
         while not window.done and time.monotonic() < deadline and self.threads[uri].is_alive():
             time.sleep(0.1)
+        window.abandon(f"{uri}: the window {window.start_s:.1f}-{window.end_s:.1f} s did not close within "
+                       f"{seconds + timeout_s:g} s (the feed is late or stopped)")
         if window.reference is not None:
             return window.reference
-        raise ReferenceRefused(window.refused or f"{uri}: no analysed frame in the next {seconds:g} s")
+        raise ReferenceRefused(window.refused)
 
     def clear_reference(self, uri: str) -> None:
         session = self.get(uri)

@@ -24,6 +24,13 @@ def _clock(epoch_s: float) -> str:
     return _dt.datetime.fromtimestamp(epoch_s).strftime("%H:%M")
 
 
+def state_class(decision, r) -> str:
+    """The one colour rule of a feed's state, for its quality badge and its tile alike: green only
+    while nothing alarms and the quality is above the decision's floor."""
+    ok = r is not None and not decision.alarms(r.probabilities, r.source_id) and (r.quality or 0.0) >= decision.quality_below
+    return "sw-ok" if ok else "sw-bad"
+
+
 def badges_html(session: Session | None) -> str:
     if session is None:
         return "<div class='sw-badges'><span class='sw-badge sw-idle'>no source running</span></div>"
@@ -31,9 +38,7 @@ def badges_html(session: Session | None) -> str:
     r = m.last_result if m.last_result and m.last_result.analysed else None
     parts = [f"<span class='sw-badge sw-state'>{m.state.value.upper()}</span>"]
     if r:
-        q = r.quality or 0.0
-        parts.append(f"<span class='sw-badge {'sw-bad' if q < decision.quality_below else 'sw-ok'}'>"
-                     f"quality {q:.0f}</span>")
+        parts.append(f"<span class='sw-badge {state_class(decision, r)}' id='sw-quality'>quality {r.quality or 0.0:.0f}</span>")
         up = {e.name: e for e in session.ongoing()}
         for t in decision.alarms(r.probabilities, r.source_id):
             until = decision.muted_until(t, session.feed)
@@ -61,9 +66,8 @@ def tiles_html(feeds: dict[str, Session], selected: str) -> str:
         r = m.last_result if m.last_result and m.last_result.analysed else None
         recent = [x.quality for x in downsample(windowed(session.timeline.snapshot(), 60.0), 60) if x.quality is not None]
         bad = [task_spec(t).title for t in decision.alarms(r.probabilities, r.source_id)] if r else []
-        ok = r is not None and not bad and (r.quality or 0) >= decision.quality_below
         tiles.append(
-            f"<div class='sw-tile {'sw-ok' if ok else 'sw-bad'}{' sw-selected' if uri == selected else ''}' "
+            f"<div class='sw-tile {state_class(decision, r)}{' sw-selected' if uri == selected else ''}' "
             f"data-uri='{html.escape(uri, quote=True)}'><b>{html.escape(uri)}</b><br>{m.state.value.upper()} · "
             f"quality {'-' if r is None else f'{r.quality:.0f}'} · {m.inference_fps:.0f} fps · dropped {m.dropped}"
             f"<br>{html.escape(', '.join(bad) or 'no distortion')}<br>{sparkline(recent)}</div>")

@@ -194,7 +194,7 @@ class EventDetector:
         """Feed one result (and its analysis frame, or the frame's `Picture` measured elsewhere:
         then events carry no thumbnail); return the events that closed with it."""
         if not r.analysed:
-            return self.flush(r.time_s) if r.stream_state.value in ("stalled", "reconnecting", "ended", "failed") else []
+            return self.flush(r.time_s) if r.stream_state.value in ("stalled", "reconnecting", "lost", "ended", "failed") else []
         a = self._alpha(r.time_s)
         self.last_time = r.time_s
         closed: list[Event] = self._merge_gaps_passed(r.time_s)

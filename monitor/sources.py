@@ -243,14 +243,15 @@ class Damage:
         self.total = 0  # packets skipped over the file
         self.in_gap = 0  # packets skipped since the last whole frame
         self.first_error = ""
-        self.lost_frames = 0
+        self.lost_frames = 0  # frames missing over the file (timestamp jumps)
+        self.jump = 0  # frames missing in the gap now open by a jump
         self.last_t: float | None = None
         self.end_pos = 0  # where the last packet that gave a frame ends in the file
         self.unread_tail = 0
 
     @property
     def open_gap(self) -> bool:
-        return self.in_gap > 0
+        return self.in_gap > 0 or self.jump > 0
 
     def skip(self, error: Exception) -> bool:
         """Count a skipped packet; True when it starts a damaged stretch."""
@@ -264,9 +265,8 @@ class Damage:
         """True when frame time `t` comes too long after the last: frames were lost (a gap opens)."""
         if not self.fps or self.last_t is None or self.open_gap or t - self.last_t <= self.JUMP_FRAMES / self.fps:
             return False
-        lost = round((t - self.last_t) * self.fps) - 1
-        self.lost_frames += lost
-        self.in_gap, self.first_error = 1, f"{lost} frames missing"
+        self.jump = round((t - self.last_t) * self.fps) - 1
+        self.lost_frames += self.jump
         return True
 
     def read(self, packet, t: float) -> None:
@@ -279,9 +279,10 @@ class Damage:
             self.unread_tail = file_size - self.end_pos
 
     def resumed(self) -> str:
-        text = (f"resumed after {self.in_gap} damaged packets ({self.first_error})" if self.first_error.find("missing") < 0
-                else f"resumed: {self.first_error}")
-        self.in_gap = 0
+        """Close the open gap, saying what it was."""
+        text = (f"resumed after {self.jump} missing frames" if self.jump else
+                f"resumed after {self.in_gap} damaged packets ({self.first_error})")
+        self.in_gap = self.jump = 0
         return text
 
     def summary(self) -> str:

@@ -286,6 +286,9 @@ def test_operator_marks_normal_acknowledges_and_mutes_with_the_keyboard(server):
             # A reference taken in the smoke is refused, with a toast; the feed keeps running.
             page.keyboard.press("n")
             page.get_by_text("reference refused", exact=False).first.wait_for(timeout=20000)
+            # The state panel follows on the next refresh (a refusal returns no outputs, only the toast).
+            page.wait_for_function("!document.querySelector('#sw-reference-state').innerText.includes('taking')",
+                                   timeout=5000)
             page.screenshot(path=str(SHOTS / "operator_refused.png"), full_page=True)
             assert "taken" in page.inner_text("#sw-reference-state")
             # Muting smoke for 10 minutes (the default) stops its badge flashing and says until when.
@@ -450,9 +453,12 @@ def test_live_chart_legend_and_threshold_label_in_a_real_browser(server):
         boxes = page.evaluate("""() => { const p = document.querySelector('.js-plotly-plot');
             const box = (s) => { const r = p.querySelector(s).getBoundingClientRect();
                                  return [r.left, r.top, r.right, r.bottom]; };
+            const r = p.getBoundingClientRect();
             return {legend: box('.legend'), xtitle: box('.g-xtitle'), plot: box('.cartesianlayer .bg, .bglayer .bg'),
-                    label: p.querySelector('.annotation-text').textContent}; }""")
-        page.locator(".js-plotly-plot").first.screenshot(path=str(SHOTS / "chart.png"))
+                    label: p.querySelector('.annotation-text').textContent,
+                    chart: {x: r.left, y: r.top, width: r.width, height: r.height}}; }""")
+        # Clipped from the page: the chart's element is replaced at every refresh.
+        page.screenshot(path=str(SHOTS / "chart.png"), clip=boxes["chart"])
         browser.close()
     legend, xtitle, plot = boxes["legend"], boxes["xtitle"], boxes["plot"]
     overlap = min(legend[2], xtitle[2]) > max(legend[0], xtitle[0]) and min(legend[3], xtitle[3]) > max(legend[1], xtitle[1])

@@ -149,3 +149,13 @@ def test_the_demo_posts_its_events_to_the_webhook(tmp_path):
     assert r.returncode == 0, r.stderr
     written = json.loads((tmp_path / "demo.mp4.scopewatch.events.json").read_text())["events"]
     assert len(written) >= 3 and [e["name"] for e in hook.received] == [e["name"] for e in written]
+
+
+def test_version_names_scopewatch_its_weights_and_libraries():
+    """Issue 21: hospital IT pins a version."""
+    r = subprocess.run([sys.executable, "-m", "apps.cli", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    import av
+    import torch
+    from model.factory import DEFAULT_MODEL, DEFAULT_TAG
+    assert r.returncode == 0 and r.stdout.startswith("scopewatch 0.") and r.stdout.count("\n") == 1
+    assert f"weights {DEFAULT_MODEL}.{DEFAULT_TAG}" in r.stdout and torch.__version__ in r.stdout and av.__version__ in r.stdout

@@ -5,6 +5,7 @@ command parses and checks its arguments, then calls the package that does the wo
 ends with one line on stderr and exit status 2, never a traceback."""
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -15,8 +16,36 @@ from apps.cli import checking, monitoring, referencing, serving, training  # noq
 from apps.cli.common import Parser, UsageError  # noqa: E402
 
 
+def version_line() -> str:
+    """What hospital IT pins: ScopeWatch's version, the shipped weights, and the decoding and
+    inference libraries they run on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import av
+    import torch
+
+    from model.factory import DEFAULT_MODEL, DEFAULT_TAG
+    try:
+        ours = version("scopewatch")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from model.checkpoint import CODE_VERSION as ours
+    return f"scopewatch {ours} (weights {DEFAULT_MODEL}.{DEFAULT_TAG}; torch {torch.__version__}, PyAV {av.__version__})"
+
+
+class PrintVersion(argparse.Action):
+    """--version: the line unwrapped (argparse's own action wraps it to the terminal's width)."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line())
+        parser.exit()
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="scopewatch", description="Real-time distortion and quality monitor for surgical video.")
+    parser.add_argument("--version", action=PrintVersion, help="print the version line and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for family in (training, checking, referencing, monitoring, serving):

@@ -456,7 +456,7 @@ def test_live_chart_legend_and_threshold_label_in_a_real_browser(server):
             const r = p.getBoundingClientRect();
             return {legend: box('.legend'), xtitle: box('.g-xtitle'), plot: box('.cartesianlayer .bg, .bglayer .bg'),
                     label: p.querySelector('.annotation-text').textContent,
-                    chart: {x: r.left, y: r.top, width: r.width, height: r.height}}; }""")
+                    chart: {x: r.left, y: r.top, width: r.width, height: r.height + 40}}; }""")
         # Clipped from the page: the chart's element is replaced at every refresh.
         page.screenshot(path=str(SHOTS / "chart.png"), clip=boxes["chart"])
         browser.close()

@@ -46,12 +46,13 @@ def outputs(predictor, pictures) -> dict[str, np.ndarray]:
 
 
 def frames_per_s(predictor, pictures, batch: int, seconds: float = 3.0) -> float:
-    inputs = [predictor.prepare(f) for f in pictures[:batch]] * (batch // len(pictures[:batch]) or 1)
-    predictor.outputs(inputs[:batch])  # warm-up (kernels, allocator)
+    prepared = [predictor.prepare(f) for f in pictures[:batch]]
+    inputs = [prepared[i % len(prepared)] for i in range(batch)]  # exactly `batch` frames a call
+    predictor.outputs(inputs)  # warm-up (kernels, allocator)
     done, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        predictor.outputs(inputs[:batch])
-        done += batch
+        predictor.outputs(inputs)
+        done += len(inputs)
     if predictor.device.type == "cuda":
         torch.cuda.synchronize()
     return done / (time.perf_counter() - t0)

@@ -6,11 +6,15 @@ reaches every reader at once). A checkpoint with operating points folded into it
 0.5 like any other, which is why 0.5 is the default for every task.
 
 A feed may have a **reference**, its own normal (`Reference`: per task, the presence logits on a
-window of that feed that staff called normal). With one, a distortion alarms on that feed when its
-logit rises `reference_margin` above the reference's high end (the *relative* rule), never below the
-plain threshold, and always once the probability reaches `absolute` (the *absolute* rule), so that a
-reference taken in smoke cannot mute smoke for ever. A window that the absolute rule already calls
-distorted is refused as a reference (`ReferenceRefused`) unless forced.
+window of that feed that staff called normal). It quiets what the feed's normal already raises
+events on, and nothing else. A distortion whose reference reaches the level that opens an episode
+(threshold plus hysteresis) alarms on that feed when its logit rises `reference_margin` above the
+reference's high end (the *relative* rule), and always once the probability reaches `absolute`
+(the *absolute* rule), so that a reference taken in smoke cannot mute smoke for ever. Every other
+distortion keeps the plain threshold, so the reference costs its detection nothing; so do the
+`unreferenced` ones (motion blur comes from what the camera does, not from what the feed is). A
+window that the absolute rule already calls distorted is refused as a reference
+(`ReferenceRefused`) unless forced.
 
 Events follow a per-distortion **policy** (`EventPolicy`: hysteresis, minimum duration, the gap
 under which two episodes merge, and a cool-down during which a new episode is recorded but flagged
@@ -134,12 +138,16 @@ class Decision:
     reference_margin: float = 0.5
     reference_statistic: str = "high"
     absolute: float = 0.85  # a probability this high alarms whatever the reference
+    # Distortions no reference moves. Motion blur is a camera move, not a property of the feed: a
+    # window with some camera motion in it would otherwise mute the next camera shake.
+    unreferenced: tuple[str, ...] = ("motion_blur",)
     references: dict[str, Reference] = field(default_factory=dict)  # per feed (source id)
     mutes: dict[str, dict[str, float]] = field(default_factory=dict)  # per feed: task -> muted until (epoch s)
 
     def __post_init__(self):
         self.references = {k: v if isinstance(v, Reference) else Reference.from_dict(v)
                            for k, v in self.references.items()}
+        self.unreferenced = tuple(self.unreferenced)
         for task, values in self.policies.items():
             unknown = set(values) - set(POLICY_FIELDS)
             if unknown:
@@ -193,22 +201,32 @@ class Decision:
         self.references.pop(feed, None)
 
     def alarm_level(self, task: str, feed: str = "") -> float:
-        """The probability at which `task` alarms on `feed`: the plain threshold, or with a
-        reference the relative rule's level, never below the threshold nor above `absolute`."""
+        """The probability at which `task` alarms on `feed`: the plain threshold, or where the
+        feed's reference moves it, the relative rule's level, never above `absolute`."""
         base = self.threshold(task)
-        ref = self.references.get(feed)
-        if ref is None or task not in ref.logits:
+        ref = self._engaged(task, feed)
+        if ref is None:
             return base
         return min(max(self._relative(ref, task), base), max(base, self.absolute))
+
+    def _engaged(self, task: str, feed: str) -> Reference | None:
+        """The feed's reference when it moves `task`'s level: the task is referenced and the
+        feed's normal would open episodes of it by the plain rule (it reaches the threshold plus the
+        hysteresis). A normal that never opens one has nothing to quiet."""
+        ref = self.references.get(feed)
+        if ref is None or task not in ref.logits or task in self.unreferenced:
+            return None
+        opens = self.threshold(task) + self.policy(task).hysteresis
+        return ref if sigmoid(ref.logits[task][self.reference_statistic]) >= opens else None
 
     def _relative(self, ref: Reference, task: str) -> float:
         return sigmoid(ref.logits[task][self.reference_statistic] + self.reference_margin)
 
     def rule(self, task: str, feed: str = "") -> str:
-        """Which rule an alarm of `task` on `feed` fires on: "threshold" (no reference), "relative"
-        or "absolute" (the reference alone would have hidden it)."""
-        ref = self.references.get(feed)
-        if ref is None or task not in ref.logits:
+        """Which rule an alarm of `task` on `feed` fires on: "threshold" (no reference moves it),
+        "relative", or "absolute" (the reference alone would have hidden it)."""
+        ref = self._engaged(task, feed)
+        if ref is None:
             return "threshold"
         return "absolute" if self._relative(ref, task) > self.absolute else "relative"
 

@@ -23,14 +23,29 @@ def reference(probabilities, feed="feed"):
 
 def test_a_reference_raises_the_alarm_level_to_the_feeds_normal_plus_a_margin():
     d = Decision()
-    noisy_normal = frames(noise=0.45)  # a scope that always reads a little noisy
+    noisy_normal = frames(noise=0.6)  # a scope that always reads a little noisy, enough to alarm
     d.take_reference(reference(noisy_normal), noisy_normal)
     level = d.alarm_level("noise", "feed")
-    assert level == pytest.approx(sigmoid(logit(0.45) + d.reference_margin), abs=1e-3)
+    assert level == pytest.approx(sigmoid(logit(0.6) + d.reference_margin), abs=1e-3)
     assert not d.present("noise", level - 0.01, "feed") and d.present("noise", level - 0.01, "other feed")
     assert d.present("noise", level + 0.01, "feed") and d.rule("noise", "feed") == "relative"
     # a reference never lowers the bar below the plain threshold
     assert d.alarm_level("smoke", "feed") == 0.5 and d.alarms({"noise": level - 0.01, "smoke": 0.55}, "feed") == ["smoke"]
+
+
+def test_a_reference_moves_only_what_the_feeds_normal_alarms_on():
+    # A normal that opens no episode has nothing to quiet: a reference there would only cost detection
+    # (a mild distortion arriving later reads about as high as the normal's peaks).
+    d = Decision()
+    normal = [{"noise": 0.55, "smoke": 0.02, "motion_blur": 0.7} for _ in range(20)]
+    d.take_reference(reference(normal), normal)
+    assert d.alarm_level("noise", "feed") == 0.5 and d.rule("noise", "feed") == "threshold"
+    assert d.present("noise", 0.5, "feed")  # 0.55 alarms now and then, but opens no episode (0.6)
+    # motion blur is a camera move, not the feed's normal: never moved, even when the window had some
+    assert d.alarm_level("motion_blur", "feed") == 0.5 and d.present("motion_blur", 0.55, "feed")
+    d = Decision(unreferenced=())
+    d.take_reference(reference(normal), normal)
+    assert d.alarm_level("motion_blur", "feed") == pytest.approx(sigmoid(logit(0.7) + d.reference_margin), abs=1e-3)
 
 
 def test_the_absolute_rule_caps_what_a_reference_can_hide():
@@ -78,9 +93,9 @@ def test_policies_are_per_distortion_and_checked():
 
 def test_policies_come_from_the_settings_file(tmp_path):
     path = tmp_path / "settings.json"
-    path.write_text(json.dumps({"decision": {"policies": {"smoke": {"min_duration_s": 2.5}}}}))
+    path.write_text(json.dumps({"decision": {"policies": {"smoke": {"min_duration_s": 2.5}}, "unreferenced": []}}))
     cfg = build_config("recorded", path)
-    assert cfg.decision.policy("smoke").min_duration_s == 2.5
+    assert cfg.decision.policy("smoke").min_duration_s == 2.5 and cfg.decision.unreferenced == ()
     path.write_text(json.dumps({"decision": {"policies": {"smoke": {"gap": 1}}}}))
     with pytest.raises(ConfigError, match="unknown setting 'gap'"):
         build_config("recorded", path)

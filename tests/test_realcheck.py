@@ -174,3 +174,14 @@ def test_the_reference_setting_keeps_every_recall_with_the_fewest_clean_alarms()
             {"margin": 2.0, "statistic": "high", "worst_recall_change": -0.3, "clean_any_alarm": 0.0}]
     assert choose_reference_setting(rows)["margin"] == 1.0
     assert choose_reference_setting(rows[2:]) is None
+
+
+def test_recall_changes_are_pooled_over_a_clips_runs():
+    # One frame lost in one run of nine is 1/135 of that clip's recall, not 1/15 of a run's.
+    from training.realcheck import pooled_recall_changes
+    full, one_less = {"frames": 15, "recall": 1.0}, {"frames": 15, "recall": 14 / 15}
+    runs = [(("a", "noise"), full, one_less)] + [(("a", "noise"), full, full)] * 8
+    runs += [(("a", "smoke"), {"frames": 10, "recall": 0.5}, {"frames": 10, "recall": 0.2})]
+    changes = pooled_recall_changes(runs)
+    assert changes[("a", "noise")] == pytest.approx(-1 / 135, abs=1e-4)
+    assert changes[("a", "smoke")] == pytest.approx(-0.3)

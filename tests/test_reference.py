@@ -65,10 +65,14 @@ def test_check_reference_scores_each_val_clip_with_and_without_a_reference(tmp_p
     for case in smoke:  # the real smoke after the window: one run, scored with and without the reference
         assert [run["with_reference"] for run in case["runs"]] == [False, True]
         assert all(0.0 <= run["recall"] <= 1.0 for run in case["runs"])
-    for case in clean:  # as it is, then each distortion added after the window
-        assert [run["added"] for run in case["runs"][::2]] == [None, "noise", "smoke", "uneven_illumination",
-                                                                "defocus_blur", "motion_blur"]
-    assert "| `val_smoke/smoke_builds_480p60_b.mp4` | 0-2 s | 2.5- s | smoke |" in r.stdout
+    for case in clean:  # as it is, then each distortion added after the window at levels 1-3, 3 seeds each
+        added = [run["added"] for run in case["runs"][::2]]
+        assert added == [None] + [t for t in ("noise", "smoke", "uneven_illumination", "defocus_blur",
+                                              "motion_blur") for _ in range(9)]
+        assert [run["level"] for run in case["runs"][2:20:2]] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+        assert all(a["with_reference"] != b["with_reference"] for a, b in zip(case["runs"][::2], case["runs"][1::2]))
+    assert "| `val_smoke/smoke_builds_480p60_b.mp4` | 0-2 s | 2.5- s | smoke | 1 | without |" in r.stdout
+    assert "| noise (added) | 9 | with |" in r.stdout
 
 
 def test_an_abandoned_window_is_never_taken_later():

@@ -261,6 +261,18 @@ def score_reference_run(frames: list[tuple[float, list[str]]], events: list[tupl
     return out
 
 
+def pooled_recall_changes(runs: list[tuple[object, dict, dict]]) -> dict:
+    """Per group (a clip and the distortion on it), the recall with the reference minus without,
+    each pooled over the group's runs (`runs`: group, scored run without, scored run with): the
+    recall of that distortion on that clip, not of one run's dozen frames."""
+    sums: dict = {}
+    for group, without, with_ref in runs:
+        n = without["frames"]
+        a, b, m = sums.get(group, (0.0, 0.0, 0))
+        sums[group] = (a + without["recall"] * n, b + with_ref["recall"] * n, m + n)
+    return {g: round((b - a) / m, 4) if m else 0.0 for g, (a, b, m) in sums.items()}
+
+
 # Candidate settings of the relative rule (Decision.reference_margin, reference_statistic).
 REFERENCE_GRID: tuple[tuple[float, str], ...] = tuple((m, s) for s in ("median", "high") for m in (0.5, 1.0, 1.5, 2.0, 3.0))
 RECALL_LOSS_ALLOWED = 0.02  # a reference must not cost detection (issue 19)
@@ -274,30 +286,58 @@ def choose_reference_setting(rows: list[dict]) -> dict | None:
 
 
 def reference_markdown(report: dict) -> str:
+    """The report as tables: clean parts as they are, real distortions, then each added distortion
+    over its runs (levels x seeds), with and without the reference."""
+    levels = " ".join(str(v) for v in report["levels"])
     lines = [f"# Feed references, split `{report['split']}` (weights: {report['weights']})", "",
-             f"On clean clips distortions are added to the scored part at level {report['level']} "
-             f"(training.distortions, one generator drawn per run, seed {report['seed']}).", "",
-             "| clip | reference | scored | distortion | reference | frames with any alarm | false events / 10 min | "
-             "recall | first event after (s) |", "|---|---|---|---|---|---|---|---|---|"]
+             f"Reference rule: {report['reference_margin']:g} logits above the window's "
+             f"{'95th percentile' if report['reference_statistic'] == 'high' else 'median'}, only for a distortion "
+             f"the window itself reaches the threshold on; never for {', '.join(report['unreferenced']) or 'none'}; "
+             f"absolute {report['absolute']:g}. On clean clips each distortion is added to the scored part at "
+             f"levels {levels}, {report['seeds']} runs per level (training.distortions: a generator and its "
+             f"parameters drawn per run, first seed {report['seed']}).", "",
+             "| clip | reference | scored | distortion | runs | reference | frames with any alarm | "
+             "false events / 10 min | recall | recall change | first event after (s, median) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def pct(v):
         return "" if v is None else f"{v:.1%}"
+
+    def median_first(runs):
+        firsts = sorted(float("inf") if r.get("first_event_after_s") is None else r["first_event_after_s"] for r in runs)
+        m = firsts[len(firsts) // 2]
+        return "never" if m == float("inf") else f"{m:g}"
 
     for case in report["cases"]:
         ref = f"{case['reference'][0]:g}-{case['reference'][1]:g} s"
         start, end = case["scored"]
         scored = f"{start:g}-{'' if end is None else f'{end:g}'} s"
+        groups: dict = {}
         for run in case["runs"]:
-            what = run["added"] and f"{run['added']} (added)" or case["present"] or "—"
-            first = run.get("first_event_after_s", "")
-            fev = run.get("false_events_per_10min")
-            lines.append(f"| `{case['path']}` | {ref} | {scored} | {what} | "
-                         f"{'with' if run['with_reference'] else 'without'}{' (refused)' if run.get('refused') else ''} | "
-                         f"{pct(run.get('any_alarm'))} | {'' if fev is None else fev} | {pct(run.get('recall'))} | "
-                         f"{'never' if first is None else first} |")
+            groups.setdefault(run["added"], []).append(run)
+        for added, runs in groups.items():
+            what = added and f"{added} (added)" or case["present"] or "—"
+            without = [r for r in runs if not r["with_reference"]]
+            with_ref = [r for r in runs if r["with_reference"]]
+            for flag, rs in ((False, without), (True, with_ref)):
+                label = "with" if flag else "without"
+                if flag and any(r.get("refused") for r in rs):
+                    label += " (refused)"
+                cells = ["", "", "", "", ""]
+                if "any_alarm" in rs[0]:
+                    fev = rs[0].get("false_events_per_10min")
+                    cells[:2] = [pct(rs[0]["any_alarm"]), "" if fev is None else f"{fev:g}"]
+                if "recall" in rs[0]:
+                    frames = sum(r["frames"] for r in rs)
+                    cells[2] = pct(sum(r["recall"] * r["frames"] for r in rs) / frames if frames else None)
+                    if flag:
+                        change = pooled_recall_changes([(0, b, a) for a, b in zip(rs, without)])
+                        cells[3] = f"{change.get(0, 0.0):+.3f}"
+                    cells[4] = median_first(rs)
+                lines.append(f"| `{case['path']}` | {ref} | {scored} | {what} | {len(rs)} | {label} | " + " | ".join(cells) + " |")
     if "grid" in report:
         chosen = choose_reference_setting(report["grid"])
-        lines += ["", f"Candidate reference settings (recall may fall at most {RECALL_LOSS_ALLOWED} on any run):", "",
+        lines += ["", f"Candidate reference settings (recall, pooled over a clip's runs of one distortion, may fall at most {RECALL_LOSS_ALLOWED} on any clip):", "",
                   "| margin (logits) | statistic | worst recall change | clean frames with any alarm | |", "|---|---|---|---|---|"]
         for r in report["grid"]:
             clean = "" if r["clean_any_alarm"] is None else f"{r['clean_any_alarm']:.1%}"

@@ -38,8 +38,9 @@ def sampled_frames(path: Path, fps: float, end_s: float | None) -> list[tuple]:
     return frames
 
 
-def monitored(case, frames, added, predictor, cfg, level: int, seed: int) -> tuple[list, dict]:
-    """The monitor's results on `case`'s frames, `added` synthesised onto its scored part."""
+def monitored(case, frames, added, predictor, cfg, level: int, seed: list[int]) -> tuple[list, dict]:
+    """The monitor's results on `case`'s frames, `added` synthesised onto its scored part at
+    `level`, its generator and parameters drawn from `seed`."""
     import numpy as np
 
     from model.tasks import level_to_severity
@@ -54,7 +55,7 @@ def monitored(case, frames, added, predictor, cfg, level: int, seed: int) -> tup
         params = d.sample_params(np.random.default_rng(seed))
         severity = level_to_severity(level)
         frames = [(t, d.apply(img, severity, params, t - start) if t >= start else img) for t, img in frames]
-        about["generator"] = params["generator"]
+        about = {"level": level, "generator": params["generator"]}
     h, w = frames[0][1].shape[:2]
     source = ArraySource(frames, SourceInfo(w, h, cfg.sampling.fps, "decoded", frames[-1][0]),
                          source_id=Path(case.path).name, description=case.path)
@@ -98,23 +99,24 @@ def decided(case, results, expected, decision, event_cfg, tasks, with_reference:
 
 def grid_rows(monitored_runs, cfg, tasks) -> list[dict]:
     """Each candidate reference setting on every run: the worst recall change a reference makes
-    and the clean frames it leaves alarmed."""
+    (per clip and distortion, pooled over its runs) and the clean frames it leaves alarmed."""
     from dataclasses import replace
 
-    from training.realcheck import REFERENCE_GRID
+    from training.realcheck import REFERENCE_GRID, pooled_recall_changes
 
     rows = []
     for margin, statistic in REFERENCE_GRID:
         decision = replace(cfg.decision, reference_margin=margin, reference_statistic=statistic, references={})
-        changes, clean = [], []
+        recalls, clean = [], []
         for case, results, expected in monitored_runs:
             without = decided(case, results, expected, decision, cfg.events, tasks, False)
             with_ref = decided(case, results, expected, decision, cfg.events, tasks, True)
             if "recall" in without:
-                changes.append(with_ref["recall"] - without["recall"])
+                recalls.append(((case.path, expected), without, with_ref))
             elif "any_alarm" in without:
                 clean.append(with_ref["any_alarm"])
-        rows.append({"margin": margin, "statistic": statistic, "worst_recall_change": round(min(changes), 4),
+        changes = pooled_recall_changes(recalls)
+        rows.append({"margin": margin, "statistic": statistic, "worst_recall_change": round(min(changes.values()), 4),
                      "clean_any_alarm": round(sum(clean) / len(clean), 4) if clean else None})
     return rows
 
@@ -126,13 +128,20 @@ def cmd_check_reference(args) -> int:
     from apps.cli.checking import check_data
 
     check_data(args.data)
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     cfg = run_config(args, "recorded")
     predictor = predictor_for(cfg)
+    d = cfg.decision
     report = {"split": args.split, "data": str(args.data), "weights": str(cfg.model.weights or "shipped"),
-              "level": args.level, "seed": args.seed, "sampling_fps": cfg.sampling.fps,
-              "reference_margin": cfg.decision.reference_margin, "absolute": cfg.decision.absolute, "cases": []}
+              "levels": args.levels, "seeds": args.seeds, "seed": args.seed, "sampling_fps": cfg.sampling.fps,
+              "reference_margin": d.reference_margin, "reference_statistic": d.reference_statistic,
+              "absolute": d.absolute, "unreferenced": list(d.unreferenced), "cases": []}
     cases = reference_cases(args.split)
-    runs_of = {c: [None] if c.present else [None, *predictor.tasks] for c in cases}
+    # On a clean case: the case as it is, then each distortion at each level, seeds times over.
+    added_runs = [(t, level, s) for t in predictor.tasks for level in args.levels
+                  for s in range(args.seed, args.seed + args.seeds)]
+    runs_of = {c: [(None, 0, 0)] if c.present else [(None, 0, 0), *added_runs] for c in cases}
     monitored_runs = []
     with tqdm(total=sum(len(v) for v in runs_of.values()), desc="reference runs", disable=args.quiet) as bar:
         for i, case in enumerate(cases):
@@ -141,8 +150,9 @@ def cmd_check_reference(args) -> int:
                 raise UsageError(f"{path}: missing (the {args.split} footage is not complete on this machine)")
             frames = sampled_frames(path, cfg.sampling.fps, case.scored[1])
             runs = []
-            for j, added in enumerate(runs_of[case]):
-                results, about = monitored(case, frames, added, predictor, cfg, args.level, args.seed + 100 * i + j)
+            for j, (added, level, seed) in enumerate(runs_of[case]):
+                task_index = predictor.tasks.index(added) if added else 0
+                results, about = monitored(case, frames, added, predictor, cfg, level, [i, task_index, level, seed])
                 expected = added or case.present
                 monitored_runs.append((case, results, expected))
                 for with_reference in (False, True):
@@ -175,8 +185,12 @@ def register(sub) -> None:
                                    "reference settings (--config); `eval` is reported only, never tuned on.")
     p.add_argument("split", choices=("val", "eval"))
     p.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default reports)")
-    p.add_argument("--level", type=int, choices=(1, 2, 3, 4), default=2, help="level of the added distortions (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the added distortions' generators and parameters")
+    p.add_argument("--levels", type=int, nargs="+", choices=(1, 2, 3, 4), default=[1, 2, 3], metavar="LEVEL",
+                   help="levels of the added distortions (default 1 2 3: the faint ones are those a raised alarm "
+                        "level would miss)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="runs per distortion and level, each with its own generator and parameters (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="first seed of the added distortions' generators and parameters")
     p.add_argument("--grid", action="store_true",
                    help="also score every candidate reference setting (training.realcheck.REFERENCE_GRID) and say "
                         "which keeps every recall within 0.02 with the fewest clean alarms: how the decision's "

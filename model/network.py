@@ -183,7 +183,8 @@ def _pool_maps(maps: list[torch.Tensor], mask: torch.Tensor | None = None) -> to
         m = m.float()  # under bfloat16 autocast, E[x^2] - E[x]^2 below would cancel to noise
         weight = None
         if mask is not None:
-            cell = F.adaptive_avg_pool2d(mask, m.shape[-2:])
+            # plain ints: an ONNX export traces them as the constants the input contract makes them
+            cell = F.adaptive_avg_pool2d(mask, [int(s) for s in m.shape[-2:]])
             weight = (cell > 0.5).float() + 1e-3
         out.append(_mean_std(m, (2, 3), weight))
     return torch.cat(out, dim=-1)

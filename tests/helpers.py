@@ -5,6 +5,8 @@ import http.server
 import json
 import multiprocessing
 import socket
+import subprocess
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -14,6 +16,14 @@ import av
 import numpy as np
 
 from training.scene import ProceduralScene
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, timeout=300) -> subprocess.CompletedProcess:
+    """`scopewatch ARGS` as a user runs it: a new process from the repository root."""
+    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:

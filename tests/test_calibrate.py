@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,12 +10,7 @@ from training.calibrate import (clip_probability, clip_scores, fit_decision_laye
                                  with_directional_mix)
 from training.scene import ProceduralScene
 
-from conftest import ROOT
-
-
-def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+from helpers import run_cli
 
 
 def test_decision_layer_lifts_faint_positives_and_stops_one_head_firing_for_another():

@@ -2,8 +2,6 @@
 import csv
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,8 +12,7 @@ from monitor.records import csv_columns
 from monitor.session import Session
 from monitor.sources import FileSource, SourceError, open_source
 
-from conftest import ROOT
-from helpers import write_audio_only, write_video
+from helpers import run_cli, write_audio_only, write_video
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +23,6 @@ def weights(tiny_weights):
 @pytest.fixture(scope="module")
 def predictor(tiny_predictor):
     return tiny_predictor
-
-
-def run_cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def read_csv(path):

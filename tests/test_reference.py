@@ -1,18 +1,11 @@
 """A feed's reference through the real CLI on encoded files: taken from a window and saved, reused
 from its file, refused on a window of real smoke (a `val` clip; skipped when the footage is absent)."""
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, surgical
-from helpers import write_video
-
-
-def run_cli(*args, timeout=180):
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+from conftest import surgical
+from helpers import run_cli, write_video
 
 
 def test_a_reference_is_taken_saved_and_reused(tmp_path, tiny_weights):

@@ -1,6 +1,4 @@
 import csv
-import subprocess
-import sys
 
 import av
 import numpy as np
@@ -9,12 +7,8 @@ import pytest
 from model.tasks import DEFAULT_TASKS
 from training.synth import plan_clips
 
-from conftest import ROOT, surgical
-
-
-def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+from conftest import surgical
+from helpers import run_cli
 
 
 def read_labels(folder):

@@ -1,8 +1,8 @@
 """`scopewatch`: the command line, one module per command family (`monitoring`: analyze, watch;
 `serving`: dashboard, demo; `training`: synth, train, evaluate, calibrate, contact-sheet;
-`checking`: check-real, a checkpoint on real footage through the monitor). Each
-command parses and checks its arguments, then calls the package that does the work. A user mistake
-ends with one line on stderr and exit status 2, never a traceback."""
+`checking`: check-real, a checkpoint on real footage through the monitor; `deploying`:
+export-onnx). Each command parses and checks its arguments, then calls the package that does the
+work. A user mistake ends with one line on stderr and exit status 2, never a traceback."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,7 @@ import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from apps.cli import checking, monitoring, referencing, serving, training  # noqa: E402  (after the analytics switch)
+from apps.cli import checking, deploying, monitoring, referencing, serving, training  # noqa: E402  (after the analytics switch)
 from apps.cli.common import Parser, UsageError  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action=PrintVersion, help="print the version line and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    for family in (training, checking, referencing, monitoring, serving):
+    for family in (training, checking, referencing, monitoring, serving, deploying):
         family.register(sub)
     return parser
 

@@ -43,6 +43,11 @@ def weights_path(name: str, tag: str = DEFAULT_TAG) -> Path:
     return WEIGHTS_DIR / f"{name}.{tag}.pt"
 
 
+def weights_label(weights: str | Path | None) -> str:
+    """The weights a run uses, as IT pins them: the shipped ones by name, others by file name."""
+    return Path(weights).name if weights else f"{DEFAULT_MODEL}.{DEFAULT_TAG}"
+
+
 def create_model(name: str = DEFAULT_MODEL, tasks=None, pretrained: bool = False,
                  checkpoint_path: str | Path | None = None, **kwargs) -> QualityNet:
     """Build a registered model. With `pretrained` or `checkpoint_path`, the weights and the task

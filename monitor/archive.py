@@ -24,7 +24,7 @@ from model.predict import Predictor, load_predictor
 from model.preprocess import analysis_size
 from monitor.config import ScopeWatchConfig
 from monitor.outputs.events import EventDetector, Picture, PictureMeter, thumbnail
-from monitor.outputs.export import CsvTimelineWriter, EventsJsonWriter
+from monitor.outputs.export import CsvTimelineWriter, EventsJsonWriter, made_by
 from monitor.outputs.naming import output_paths
 from monitor.outputs.timeline import Timeline
 from monitor.outputs.webhook import WebhookSender
@@ -137,7 +137,7 @@ def write_video(video: str, parts: list[ChunkResult], out_dir: Path, cfg: ScopeW
     csv_path, events_path, summary_path = paths.csv, paths.events, paths.summary
     tasks, source_id = predictor.tasks, Path(video).name
     tmp_csv, tmp_events = csv_path.with_suffix(".csv.part"), events_path.with_suffix(".json.part")
-    writer, events_out = CsvTimelineWriter(tmp_csv, tasks), EventsJsonWriter(tmp_events, source_id, tasks)
+    writer, events_out = CsvTimelineWriter(tmp_csv, tasks), EventsJsonWriter(tmp_events, source_id, tasks, made_by(predictor.name, cfg.model.weights))
     detector = EventDetector(tasks, cfg.events, source_id, cfg.decision)
     timeline = Timeline(tasks, cfg.decision, cfg.timeline.recent_s, cfg.timeline.archive_points)
 

@@ -2,6 +2,7 @@
 stages record into it; the CLI's status line and the dashboard only read it."""
 from __future__ import annotations
 
+import bisect
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -9,6 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.records import FrameResult, StreamState
+
+
+# Upper bounds (ms) of the capture-to-result latency histogram kept for the whole run (Prometheus).
+LATENCY_BUCKETS_MS = (10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0)
 
 
 @dataclass
@@ -25,6 +30,10 @@ class PipelineMetrics:
     _decode_times: deque = field(default_factory=lambda: deque(maxlen=100))
     _result_times: deque = field(default_factory=lambda: deque(maxlen=100))
     _latencies: deque = field(default_factory=lambda: deque(maxlen=2000))
+    # Over the whole run: per bucket of LATENCY_BUCKETS_MS (and one past the last) the results that
+    # fell in it, and the latencies' sum.
+    latency_counts: list = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))
+    latency_sum_ms: float = 0.0
 
     def record_decoded(self, frame_wall: float) -> None:
         self.decoded += 1
@@ -35,6 +44,8 @@ class PipelineMetrics:
         self.analysed += 1
         self._result_times.append(now)
         self._latencies.append(latency_ms)
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
+        self.latency_sum_ms += latency_ms
 
     @staticmethod
     def _rate(times: deque, window_s: float = 5.0) -> float:

@@ -98,8 +98,11 @@ class Monitor:
 
     def _state(self, change: StateChange) -> None:
         self.metrics.state, self.metrics.state_reason = change.state, change.reason
-        level = logging.WARNING if change.state in (StreamState.STALLED, StreamState.FAILED) else logging.INFO
-        log.log(level, "%s: %s %s", self.source.source_id, change.state.value, change.reason)
+        # A failure ends the feed and whoever runs it says so (the CLI's error line, the dashboard's
+        # tile): logged at INFO, so that a user sees it once.
+        level = logging.WARNING if change.state == StreamState.STALLED else logging.INFO
+        log.log(level, "%s: %s %s", self.source.source_id, change.state.value, change.reason,
+                extra={"feed": self.source.source_id, "state": change.state.value, "time_s": change.time_s})
         if change.state == StreamState.FAILED:
             self.failed = change.reason
         self._emit(FrameResult(self.source.source_id, -1, None, change.time_s, change.wall_time,

@@ -10,7 +10,7 @@ from model.predict import Predictor
 from monitor.config import ScopeWatchConfig
 from monitor.inference import InferenceWorker
 from monitor.outputs.events import EventDetector
-from monitor.outputs.export import CsvTimelineWriter, EventsJsonWriter
+from monitor.outputs.export import CsvTimelineWriter, EventsJsonWriter, made_by
 from monitor.outputs.timeline import Timeline, format_summary
 from monitor.outputs.webhook import WebhookSender
 from monitor.pipeline import Monitor
@@ -31,7 +31,8 @@ class Session:
         self.timeline = Timeline(tasks, cfg.decision, cfg.timeline.recent_s, cfg.timeline.archive_points)
         self.detector = EventDetector(tasks, cfg.events, source.source_id, cfg.decision)
         self.csv = CsvTimelineWriter(csv_path, tasks, cfg.output.flush_s) if csv_path else None
-        self.events_out = EventsJsonWriter(events_path, source.source_id, tasks) if events_path else None
+        self.events_out = EventsJsonWriter(events_path, source.source_id, tasks, made_by(predictor.name, cfg.model.weights)) \
+            if events_path else None
         self.webhook = WebhookSender(cfg.output.webhook) if cfg.output.webhook else None
         self.latest_image = None
         self.latest_result = None  # latest_image's result (its patch map says where)

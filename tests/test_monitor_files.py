@@ -188,6 +188,18 @@ def test_unreachable_url_fails_after_the_timeout(tmp_path, weights):
     assert "0.0%" not in r.stdout and "quality" not in r.stdout  # no summary of a feed that never gave a frame
 
 
+def test_analyze_of_an_unreachable_stream_says_so_in_one_line(tmp_path, weights):
+    # Issue 21: a stream address is not a file path; it is reached, or said unreachable, once.
+    from helpers import free_port
+    port = free_port()
+    r = run_cli("analyze", f"tcp://127.0.0.1:{port}", "--csv", str(tmp_path / "t.csv"),
+                "--events", str(tmp_path / "t.json"), "--weights", str(weights), "-q", timeout=60)
+    assert r.returncode == 1 and r.stdout.strip() == "", r.stdout
+    assert r.stderr.strip().splitlines() == [
+        f"scopewatch analyze: error: cannot open tcp://127.0.0.1:{port}: [Errno 111] Connection refused: "
+        f"'tcp://127.0.0.1:{port}'; nothing analysed ({tmp_path / 't.csv'} records the attempt)"]
+
+
 def test_open_source_picks_by_scheme(tmp_path):
     from apps.feeds import open_feed
     from monitor.sources import ArraySource, DeviceSource, StreamSource

@@ -6,30 +6,24 @@ work. A user mistake ends with one line on stderr and exit status 2, never a tra
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from apps.cli import checking, deploying, monitoring, referencing, serving, training  # noqa: E402  (after the analytics switch)
+from apps.cli import checking, deploying, logs, monitoring, referencing, serving, training  # noqa: E402  (after the analytics switch)
 from apps.cli.common import Parser, UsageError  # noqa: E402
 
 
 def version_line() -> str:
     """What hospital IT pins: ScopeWatch's version, the shipped weights, and the decoding and
     inference libraries they run on."""
-    from importlib.metadata import PackageNotFoundError, version
-
     import av
     import torch
 
-    from model.factory import DEFAULT_MODEL, DEFAULT_TAG
-    try:
-        ours = version("scopewatch")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        from model.checkpoint import CODE_VERSION as ours
-    return f"scopewatch {ours} (weights {DEFAULT_MODEL}.{DEFAULT_TAG}; torch {torch.__version__}, PyAV {av.__version__})"
+    from apps.cli.common import scopewatch_version
+    from model.factory import weights_label
+    return f"scopewatch {scopewatch_version()} (weights {weights_label(None)}; torch {torch.__version__}, PyAV {av.__version__})"
 
 
 class PrintVersion(argparse.Action):
@@ -47,6 +41,9 @@ def build_parser() -> Parser:
     parser = Parser(prog="scopewatch", description="Real-time distortion and quality monitor for surgical video.")
     parser.add_argument("--version", action=PrintVersion, help="print the version line and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json: one JSON object a line (time, level, message, feed, state, alarm), every "
+                             "state change and alarm on/off, for log shippers")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for family in (training, checking, referencing, monitoring, serving, deploying):
         family.register(sub)
@@ -58,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "tasks", False) is None and args.command == "synth":
         from model.tasks import DEFAULT_TASKS
         args.tasks = DEFAULT_TASKS
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure(args.verbose, args.log_format)
     try:
         return args.run(args)
     except UsageError as e:

@@ -55,6 +55,37 @@ def task_list(text: str) -> tuple[str, ...]:
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def scopewatch_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("scopewatch")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from model.checkpoint import CODE_VERSION
+        return CODE_VERSION
+
+
+def add_metrics_args(p) -> None:
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on PORT (/metrics: frames, drops, latency, feed state, alarms)")
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 for a scraper elsewhere)")
+
+
+def start_metrics(args, sessions, weights) -> object | None:
+    """The metrics endpoint of `--metrics-port`, or a one-line error when it cannot listen."""
+    if args.metrics_port is None:
+        return None
+    from model.factory import weights_label
+    from monitor.outputs.prometheus import serve_metrics
+    if not 0 < args.metrics_port < 65536:
+        raise UsageError(f"--metrics-port must be 1-65535, got {args.metrics_port}")
+    try:
+        return serve_metrics(args.metrics_port, args.metrics_host, sessions, scopewatch_version(), weights_label(weights))
+    except OSError as e:
+        raise UsageError(f"--metrics-port {args.metrics_port}: cannot listen on {args.metrics_host} "
+                         f"({e.strerror or e})") from None
+
+
 def add_weights_args(p, required: bool = False) -> None:
     p.add_argument("--weights", type=Path, required=required,
                    help="checkpoint (the trainer's best.pt)" if required else "checkpoint (default: the shipped weights)")

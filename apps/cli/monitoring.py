@@ -4,8 +4,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from apps.cli.common import (UsageError, add_monitor_args, add_reference_args, add_sampling_args, check_folder,
-                             check_writable, open_checked, positive, predictor_for, reference_for, run_config)
+from apps.cli.common import (UsageError, add_metrics_args, add_monitor_args, add_reference_args, add_sampling_args,
+                             check_folder, check_writable, open_checked, positive, predictor_for, reference_for,
+                             run_config, start_metrics)
 from model.preprocess import too_small
 from monitor.outputs.naming import feed_stem, output_paths
 from monitor.records import StreamState
@@ -90,8 +91,8 @@ def cmd_analyze(args) -> int:
         reference = reference_for(args, cfg.decision, source.source_id, paths.reference)
         jobs.append((video, source, csv_path, events_path, reference))
     predictor = predictor_for(cfg)
-    for video, source, *_ in jobs:
-        reason = too_small(source.info.width, source.info.height, predictor.input_cfg)
+    for video, source, *_ in jobs:  # a stream's size is known once it is connected: checked as it plays
+        reason = source.info.width and too_small(source.info.width, source.info.height, predictor.input_cfg)
         if reason:
             raise UsageError(f"{video}: {reason}")
     failures = 0
@@ -114,17 +115,20 @@ def cmd_analyze(args) -> int:
         tick(session.monitor.metrics)
         bar.close()
         m = session.monitor.metrics
-        print(f"\n{video}: {m.analysed} frames analysed of {m.decoded} decoded -> {csv_path}, {events_path}")
-        print(session.summary_text())
+        reason = session.monitor.failed or session.monitor.error
+        if m.analysed or not reason:  # a source that never gave a frame has no summary, only its error
+            print(f"\n{video}: {m.analysed} frames analysed of {m.decoded} decoded -> {csv_path}, {events_path}")
+            print(session.summary_text())
         if reference is not None and reference.reference is not None:
             print(f"{reference.reference.describe()} -> {reference.save_to}")
         if source.damage and source.damage.summary():
             print(f"scopewatch analyze: warning: {video}: {source.damage.summary()}", file=sys.stderr)
-        if session.monitor.failed or session.monitor.error:
+        if reason:
             failures += 1
-            reason = session.monitor.failed or session.monitor.error
-            print(f"scopewatch analyze: error: {video}: {reason}; {csv_path} keeps the "
-                  f"{session.timeline.frames_analysed} frames analysed before it", file=sys.stderr)
+            kept = f"{csv_path} keeps the {m.analysed} frames analysed before it" if m.analysed else \
+                f"nothing analysed ({csv_path} records the attempt)"
+            print(f"scopewatch analyze: error: {reason if video in reason else f'{video}: {reason}'}; {kept}",
+                  file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -140,6 +144,13 @@ def feed_status(m, decision, name: str = "") -> str:
     lat = m.latency_percentile(50)
     return (f"{name}[{m.state.value}] t={m.last_time_s:7.1f}s quality {q:>3} | distortions: {present or 'none'} | "
             f"{m.inference_fps:4.1f} fps, latency {lat or 0:5.0f} ms, dropped {m.dropped}")
+
+
+def run_totals(m) -> str:
+    """A feed's counts at the end of a watch: what a capacity check (benchmarks/multifeed.py) reads."""
+    p50, p95 = m.latency_percentile(50), m.latency_percentile(95)
+    latency = f", latency p50 {p50:.0f} ms, p95 {p95:.0f} ms" if p95 is not None else ""
+    return f"{m.analysed} frames analysed of {m.decoded} decoded, {m.dropped} dropped{latency}"
 
 
 def cmd_watch(args) -> int:
@@ -168,11 +179,14 @@ def cmd_watch(args) -> int:
         raise UsageError("two sources would write the same files: give each feed a distinct address")
     sources = [open_checked(uri, cfg) for uri in args.sources]
     predictor = predictor_for(cfg)
+    running = []  # what the metrics report: the sessions, once built
+    metrics = start_metrics(args, lambda: running, cfg.model.weights)
     # One inference worker for every feed: frames of all feeds are batched into one model call.
     worker = InferenceWorker(predictor, cfg.buffer.batch_size, cfg.model.threads)
     sessions = [Session(src, predictor, cfg, csv, events, worker=worker,
                         reference=reference_for(args, cfg.decision, src.source_id, ref_path))
                 for src, (csv, events), ref_path in zip(sources, outputs, references)]
+    running.extend(sessions)
     names = [feed_stem(uri) for uri in args.sources]
     tty = sys.stderr.isatty()
     ticks = [0]
@@ -187,18 +201,22 @@ def cmd_watch(args) -> int:
         line = feed_status(sessions[0].monitor.metrics, cfg.decision)
         print(("\r" + line.ljust(120)) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
+    quiet = getattr(args, "log_format", "text") == "json"  # a log shipper reads stderr: JSON lines only
     try:
-        run_sessions(sessions, args.duration, status)
+        run_sessions(sessions, args.duration, None if quiet else status)
     except KeyboardInterrupt:
         print("\nstopped", file=sys.stderr)
     finally:
         worker.stop()
+        if metrics is not None:
+            metrics.shutdown()
     if tty and not many:
         print(file=sys.stderr)
     failed = 0
     for name, s in zip(names, sessions):
         if many:
             print(f"== {name}")
+        print(run_totals(s.monitor.metrics))
         if s.timeline.frames_analysed:  # a feed that never gave a frame has no summary, only its error
             print(s.summary_text())
         refused = s.reference is not None and s.reference.refused
@@ -258,4 +276,5 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=positive(float), help="seconds to wait when opening a stream (default 10)")
     add_monitor_args(p)
     add_reference_args(p)
+    add_metrics_args(p)
     p.set_defaults(run=cmd_watch)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -29,6 +30,8 @@ import numpy as np
 from model.decision import Decision
 from monitor.config import EventConfig
 from monitor.records import FrameResult
+
+log = logging.getLogger("scopewatch.events")
 
 
 @dataclass
@@ -236,6 +239,9 @@ class EventDetector:
                     self.rules[key] = self.decision.rule(key, self.source_id) if kind == "distortion" else ""
                     ep.raised = r.time_s
                     ep.muted = self._muted(key)
+                    log.info("%s: alarm on: %s at %.1f s%s", self.source_id, key, r.time_s,
+                             " (muted)" if ep.muted else "",
+                             extra={"feed": self.source_id, "alarm": key, "change": "on", "time_s": r.time_s})
                 self.open[key] = ep
                 self.pending.pop(key, None)
             return []
@@ -256,6 +262,8 @@ class EventDetector:
     def _finalise(self, key: str, kind: str) -> list[Event]:
         ep = self.closing.pop(key)
         policy = self.decision.policy(key)
+        log.info("%s: alarm off: %s at %.1f s", self.source_id, key, ep.last_active,
+                 extra={"feed": self.source_id, "alarm": key, "change": "off", "time_s": ep.last_active})
         if ep.last_active - ep.start < policy.min_duration_s:
             return []
         repeat = key in self.last_end and ep.start - self.last_end[key] < policy.cooldown_s
@@ -286,6 +294,10 @@ class EventDetector:
                          self.source_id, self.cfg.thumbnail_width, self.rules.get(key, ""), False,
                          ep.muted or self._muted(key), ongoing=True)
                 for key, ep in self._episodes()]
+
+    def alarms_up(self) -> list[str]:
+        """The names of the alarms up now (what `ongoing` lists, without building their events)."""
+        return [key for key, _ in self._episodes()]
 
     def acknowledge(self, by: str = "") -> list[str]:
         """Acknowledge every alarm up now (they stay in the history, marked); returns their names."""

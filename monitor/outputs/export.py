@@ -41,11 +41,19 @@ class CsvTimelineWriter:
             self._f.close()
 
 
+def made_by(model_name: str, weights) -> dict:
+    """What wrote an events file: ScopeWatch's version, the model and its weights (as IT pins them)."""
+    from model.checkpoint import CODE_VERSION
+    from model.factory import weights_label
+    return {"scopewatch": CODE_VERSION, "model": model_name, "weights": weights_label(weights)}
+
+
 class EventsJsonWriter:
-    def __init__(self, path: str | Path, source_id: str, tasks):
+    def __init__(self, path: str | Path, source_id: str, tasks, made_by: dict | None = None):
+        """`made_by`: what wrote the file (ScopeWatch's version, the model and its weights)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.header = {"source": source_id, "tasks": list(tasks)}
+        self.header = {"source": source_id, "tasks": list(tasks), **({"made_by": made_by} if made_by else {})}
         self.events: list[dict] = []
         self._write()
 

@@ -79,11 +79,16 @@ def serve(*args):
     raise RuntimeError(f"dashboard did not start: {proc.stdout.read()}")
 
 
+metrics_port = [0]  # the server fixture's Prometheus port
+
+
 @pytest.fixture(scope="module")
 def server(media):
     """The shipped weights watching the built-in 60 s demo feed (smoke from 6 to 20 s)."""
     started = time.time()
-    proc, url = serve("synthetic:60", "--allowed-dir", str(media), "--max-upload-mb", "1")
+    metrics_port[0] = free_port()
+    proc, url = serve("synthetic:60", "--allowed-dir", str(media), "--max-upload-mb", "1",
+                      "--metrics-port", str(metrics_port[0]))
     url_started[url] = started
     yield url
     proc.terminate()
@@ -97,6 +102,24 @@ def test_page_and_config_are_served_without_analytics(server):
     with urllib.request.urlopen(server + "config") as r:
         cfg = json.loads(r.read())
     assert cfg["analytics_enabled"] is False
+    # the footer says what runs (issue 21): the version line of `scopewatch --version`
+    from apps.version import version_line
+    footer = [c for c in cfg["components"] if c.get("props", {}).get("elem_id") == "sw-footer"]
+    assert footer and footer[0]["props"]["value"] == version_line()
+
+
+def test_metrics_of_the_running_feeds_are_served(server):
+    from prometheus_client.parser import text_string_to_metric_families
+    end = time.time() + 30
+    while time.time() < end:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port[0]}/metrics", timeout=5).read().decode()
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(text) for s in f.samples}
+        if samples.get(("scopewatch_frames_analysed_total", (("feed", "synthetic:60"),)), 0) > 0:
+            break
+        time.sleep(1)
+    assert samples[("scopewatch_frames_analysed_total", (("feed", "synthetic:60"),))] > 0
+    assert samples[("scopewatch_feed_state", (("feed", "synthetic:60"), ("state", "live")))] == 1.0
 
 
 def test_live_chart_gains_points_over_http(server):
@@ -464,3 +487,36 @@ def test_live_chart_legend_and_threshold_label_in_a_real_browser(server):
     overlap = min(legend[2], xtitle[2]) > max(legend[0], xtitle[0]) and min(legend[3], xtitle[3]) > max(legend[1], xtitle[1])
     assert not overlap and legend[3] <= plot[1] + 1  # the legend sits above the plotting area
     assert boxes["label"] == "alarm 0.50"
+
+
+def test_file_routes_serve_nothing_outside_the_dashboards_own_outputs(server, media):
+    """Issue 21: Gradio's file routes probed with '..', absolute paths, a symlink in the allowed
+    folder and URL-encoded variants, on the real server: 403 or 404 for each, no byte of the target."""
+    import http.client
+    from urllib.parse import urlparse
+    secret = media / "secret.txt"
+    secret.write_text("TOP-SECRET-PATIENT-LIST")
+    (media / "link.mp4").symlink_to("/etc/passwd")
+    targets = ["/etc/passwd", str(secret), str(media / "link.mp4"), str(ROOT / "pyproject.toml"),
+               str(media / "tiny.pt")]
+    paths = []
+    for t in targets:
+        rel = "../" * 12 + t.lstrip("/")
+        paths += [f"file={t}", f"file={rel}", f"file={t.replace('/', '%2F')}", f"file={rel.replace('.', '%2e')}",
+                  f"file=%2e%2e%2f%2e%2e%2f{t.lstrip('/')}"]
+    host = urlparse(server)
+    leaks, statuses = [], []
+    for prefix in ("/gradio_api/", "/", "/gradio_api/file/../"):
+        for p in paths:
+            conn = http.client.HTTPConnection(host.hostname, host.port, timeout=10)
+            conn.request("GET", prefix + p)
+            r = conn.getresponse()
+            body = r.read()
+            statuses.append(r.status)
+            if r.status == 200 and (b"root:" in body or b"TOP-SECRET" in body or b"[project]" in body
+                                    or body[:2] == b"PK"):
+                leaks.append(f"{prefix}{p} -> {r.status}")
+            conn.close()
+    print(f"\n{len(statuses)} file-route probes: statuses {sorted(set(statuses))}, {len(leaks)} leaks")
+    assert not leaks, leaks
+    assert set(statuses) <= {400, 403, 404, 405}, sorted(set(statuses))

@@ -15,17 +15,6 @@ from apps.cli import checking, deploying, logs, monitoring, referencing, serving
 from apps.cli.common import Parser, UsageError  # noqa: E402
 
 
-def version_line() -> str:
-    """What hospital IT pins: ScopeWatch's version, the shipped weights, and the decoding and
-    inference libraries they run on."""
-    import av
-    import torch
-
-    from apps.cli.common import scopewatch_version
-    from model.factory import weights_label
-    return f"scopewatch {scopewatch_version()} (weights {weights_label(None)}; torch {torch.__version__}, PyAV {av.__version__})"
-
-
 class PrintVersion(argparse.Action):
     """--version: the line unwrapped (argparse's own action wraps it to the terminal's width)."""
 
@@ -33,6 +22,7 @@ class PrintVersion(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
 
     def __call__(self, parser, namespace, values, option_string=None):
+        from apps.version import version_line
         print(version_line())
         parser.exit()
 

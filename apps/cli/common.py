@@ -55,15 +55,6 @@ def task_list(text: str) -> tuple[str, ...]:
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def scopewatch_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("scopewatch")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        from model.checkpoint import CODE_VERSION
-        return CODE_VERSION
-
-
 def add_metrics_args(p) -> None:
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus metrics on PORT (/metrics: frames, drops, latency, feed state, alarms)")
@@ -75,6 +66,7 @@ def start_metrics(args, sessions, weights) -> object | None:
     """The metrics endpoint of `--metrics-port`, or a one-line error when it cannot listen."""
     if args.metrics_port is None:
         return None
+    from apps.version import scopewatch_version
     from model.factory import weights_label
     from monitor.outputs.prometheus import serve_metrics
     if not 0 < args.metrics_port < 65536:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from apps.cli.common import UsageError, add_monitor_args, add_sampling_args, positive, predictor_for, run_config
+from apps.cli.common import (UsageError, add_metrics_args, add_monitor_args, add_sampling_args, positive, predictor_for,
+                             run_config, start_metrics)
 
 
 def _serve(args, sources: list[str]) -> int:
@@ -17,8 +18,10 @@ def _serve(args, sources: list[str]) -> int:
         cfg = run_config(args, "dashboard")
         if args.allowed_dir is not None and not args.allowed_dir.is_dir():
             raise UsageError(f"--allowed-dir: {args.allowed_dir}: no such folder")
-        return serve(predictor_for(cfg), cfg, sources, host=args.host, port=args.port, auth=auth,
-                     allowed_dir=args.allowed_dir, max_upload_mb=args.max_upload_mb, weights=args.weights)
+        predictor = predictor_for(cfg)
+        return serve(predictor, cfg, sources, host=args.host, port=args.port, auth=auth,
+                     allowed_dir=args.allowed_dir, max_upload_mb=args.max_upload_mb, weights=args.weights,
+                     start_metrics=lambda sessions: start_metrics(args, sessions, args.weights))
     except ServeError as e:
         raise UsageError(str(e)) from None
 
@@ -64,6 +67,7 @@ def _add_server_args(p) -> None:
     p.add_argument("--max-upload-mb", type=positive(int), default=500, help="largest upload accepted (default 500 MB)")
     add_sampling_args(p, "dashboard")
     add_monitor_args(p)
+    add_metrics_args(p)
 
 
 def register(sub) -> None:

@@ -17,6 +17,7 @@ from apps.dashboard.files import allowed_files, frame_at, resolve_in, weights_ch
 from apps.dashboard.hub import SourceHub, analyse_recording
 from apps.dashboard.widgets import (EVENT_HEADERS, badges_html, events_gallery, events_rows, preview_image, reference_html,
                                     tiles_html)
+from apps.version import version_line
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.decision import Decision, ReferenceRefused
 from model.factory import DEFAULT_MODEL, weights_path
@@ -259,4 +260,5 @@ def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowe
             recorded_tab(predictor, cfg, allowed, out_dir / "recorded")
         with gr.Tab("Settings"):
             settings_tab(predictor, cfg, hub, weights_choices(current, allowed), current)
+        gr.Markdown(version_line(weights), elem_id="sw-footer")  # what IT pins, on every screen
     return app, hub

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from helpers import free_port, write_video
+from helpers import free_port, run_cli, write_video
 
 SHOTS = ROOT / "out" / "screenshots"
 url_started: dict[str, float] = {}
@@ -520,3 +520,29 @@ def test_file_routes_serve_nothing_outside_the_dashboards_own_outputs(server, me
     print(f"\n{len(statuses)} file-route probes: statuses {sorted(set(statuses))}, {len(leaks)} leaks")
     assert not leaks, leaks
     assert set(statuses) <= {400, 403, 404, 405}, sorted(set(statuses))
+
+
+def test_read_only_wall_screen_has_feeds_and_alarms_and_no_controls(tmp_path):
+    """--read-only (issue 21): the Live tab's feed, badges, charts and events, refreshed as usual;
+    no button, tab or API endpoint that starts, stops, acknowledges, mutes or analyses."""
+    import json
+    from gradio_client import Client
+    proc, url = serve("synthetic:60", "--read-only")
+    try:
+        with urllib.request.urlopen(url + "config") as r:
+            cfg = json.loads(r.read())
+        labels = {c.get("props", {}).get("label") or c.get("props", {}).get("value") for c in cfg["components"]}
+        for control in ("Start", "Stop", "Acknowledge alarms [A]", "Mute [M]", "Mark as normal [N]", "Clear reference",
+                        "Analyse", "Recorded", "Settings"):
+            assert control not in labels, control
+        names = {d.get("api_name") for d in cfg["dependencies"]}
+        assert "live_update" in names
+        assert not names & {"start", "stop", "acknowledge", "mute", "mark_normal", "clear_reference", "analyse",
+                            "apply_settings"}, names
+        client = Client(url, verbose=False)
+        assert client.predict("synthetic:60", "all", False, api_name="/live_update")  # the wall screen refreshes
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    r = run_cli("dashboard", "--read-only", "--port", str(free_port()))
+    assert r.returncode == 2 and "name at least one SOURCE" in r.stderr

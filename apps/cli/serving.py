@@ -21,12 +21,15 @@ def _serve(args, sources: list[str]) -> int:
         predictor = predictor_for(cfg)
         return serve(predictor, cfg, sources, host=args.host, port=args.port, auth=auth,
                      allowed_dir=args.allowed_dir, max_upload_mb=args.max_upload_mb, weights=args.weights,
-                     start_metrics=lambda sessions: start_metrics(args, sessions, args.weights))
+                     start_metrics=lambda sessions: start_metrics(args, sessions, args.weights),
+                     read_only=args.read_only)
     except ServeError as e:
         raise UsageError(str(e)) from None
 
 
 def cmd_dashboard(args) -> int:
+    if args.read_only and not args.sources:
+        raise UsageError("--read-only shows the feeds given on the command line: name at least one SOURCE")
     return _serve(args, args.sources)
 
 
@@ -68,6 +71,9 @@ def _add_server_args(p) -> None:
     add_sampling_args(p, "dashboard")
     add_monitor_args(p)
     add_metrics_args(p)
+    p.add_argument("--read-only", action="store_true",
+                   help="a wall screen: the feeds given on the command line and their alarms, nothing to start, "
+                        "stop, acknowledge, mute or analyse")
 
 
 def register(sub) -> None:

@@ -26,10 +26,12 @@ from monitor.config import ScopeWatchConfig
 from monitor.sources import SourceError
 
 
-def live_tab(hub: SourceHub, tasks, decision: Decision, default_source: str) -> None:
+def live_tab(hub: SourceHub, tasks, decision: Decision, default_source: str, read_only: bool = False) -> None:
     """Feeds as tiles, the chosen feed's frame (with its heat overlay on demand), badges, charts and
     events (the open ones first listed as ongoing), refreshed twice a second; the operator's actions:
-    mark as normal, clear the reference, acknowledge the alarms up, mute a distortion for a while."""
+    mark as normal, clear the reference, acknowledge the alarms up, mute a distortion for a while.
+    `read_only` (a wall screen): the feeds and their alarms only; no control is built, so none can
+    be called over the API either."""
 
     def live_update(uri, window, heat, shown):
         """One refresh of the Live tab; the thumbnails are sent only when the feed's events change
@@ -97,27 +99,29 @@ def live_tab(hub: SourceHub, tasks, decision: Decision, default_source: str) -> 
         return badges_html(session)
 
     with gr.Row():
-        source = gr.Textbox(value=default_source, label="Source (rtsp://, udp://, /dev/videoN, file, synthetic:SECONDS)",
-                            scale=4, elem_id="sw-source")
-        start_btn = gr.Button("Start", variant="primary", scale=1)
-        stop_btn = gr.Button("Stop", scale=1)
+        source = gr.Textbox(value=default_source, label="Feed (click a tile to open it)" if read_only else
+                            "Source (rtsp://, udp://, /dev/videoN, file, synthetic:SECONDS)", scale=4, elem_id="sw-source")
+        if not read_only:
+            start_btn = gr.Button("Start", variant="primary", scale=1)
+            stop_btn = gr.Button("Stop", scale=1)
     status = gr.Markdown()
     tiles = gr.HTML(label="Feeds (click one to open it)")
     badges = gr.HTML(badges_html(None))
     reference = gr.HTML(reference_html(None))
-    with gr.Row(equal_height=True):
-        ack_btn = gr.Button("Acknowledge alarms [A]", elem_id="sw-ack", scale=1)
-        mute_task = gr.Dropdown([(task_spec(t).title, t) for t in tasks], value=tasks[0], label="Distortion to mute",
-                                elem_id="sw-mute-task", scale=1)
-        mute_minutes = gr.Number(10, label="for minutes (0 = unmute)", minimum=0, elem_id="sw-mute-minutes", scale=1)
-        mute_btn = gr.Button("Mute [M]", elem_id="sw-mute", scale=1)
-    with gr.Row(equal_height=True):
-        normal_btn = gr.Button("Mark as normal [N]", elem_id="sw-mark-normal", scale=1)
-        normal_s = gr.Number(3, label="for the next seconds", minimum=0.5, elem_id="sw-normal-seconds", scale=1)
-        force = gr.Checkbox(False, label="take it even if it looks distorted", scale=1)
-        clear_btn = gr.Button("Clear reference", elem_id="sw-clear-reference", scale=1)
-    gr.Markdown("Keys (outside a text box): **A** acknowledge · **M** mute · **N** mark as normal · "
-                "**H** heat overlay", elem_classes="sw-keys")
+    if not read_only:
+        with gr.Row(equal_height=True):
+            ack_btn = gr.Button("Acknowledge alarms [A]", elem_id="sw-ack", scale=1)
+            mute_task = gr.Dropdown([(task_spec(t).title, t) for t in tasks], value=tasks[0], label="Distortion to mute",
+                                    elem_id="sw-mute-task", scale=1)
+            mute_minutes = gr.Number(10, label="for minutes (0 = unmute)", minimum=0, elem_id="sw-mute-minutes", scale=1)
+            mute_btn = gr.Button("Mute [M]", elem_id="sw-mute", scale=1)
+        with gr.Row(equal_height=True):
+            normal_btn = gr.Button("Mark as normal [N]", elem_id="sw-mark-normal", scale=1)
+            normal_s = gr.Number(3, label="for the next seconds", minimum=0.5, elem_id="sw-normal-seconds", scale=1)
+            force = gr.Checkbox(False, label="take it even if it looks distorted", scale=1)
+            clear_btn = gr.Button("Clear reference", elem_id="sw-clear-reference", scale=1)
+        gr.Markdown("Keys (outside a text box): **A** acknowledge · **M** mute · **N** mark as normal · "
+                    "**H** heat overlay", elem_classes="sw-keys")
     with gr.Row():
         with gr.Column(scale=2):
             preview = gr.Image(label="Current frame", height=300, elem_id="sw-preview")
@@ -130,12 +134,13 @@ def live_tab(hub: SourceHub, tasks, decision: Decision, default_source: str) -> 
     thumbnails = gr.Gallery(label="Events: worst frame of each", columns=6, fit_columns=False, height=230, object_fit="contain",
                             elem_id="sw-thumbnails")
     shown = gr.State(None)
-    start_btn.click(start, source, status)
-    stop_btn.click(stop, source, status)
-    normal_btn.click(mark_normal, [source, normal_s, force], reference)
-    clear_btn.click(clear_reference, source, reference)
-    ack_btn.click(acknowledge, source, badges)
-    mute_btn.click(mute, [source, mute_task, mute_minutes], badges)
+    if not read_only:
+        start_btn.click(start, source, status)
+        stop_btn.click(stop, source, status)
+        normal_btn.click(mark_normal, [source, normal_s, force], reference)
+        clear_btn.click(clear_reference, source, reference)
+        ack_btn.click(acknowledge, source, badges)
+        mute_btn.click(mute, [source, mute_task, mute_minutes], badges)
     timer = gr.Timer(0.5)
     timer.tick(live_update, [source, window, heat, shown],
                [preview, badges, prob_plot, quality_plot, events_table, thumbnails, tiles, shown, reference])
@@ -245,9 +250,11 @@ def settings_tab(predictor, cfg: ScopeWatchConfig, hub: SourceHub, checkpoints: 
 
 
 def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowed_dir: Path | None = None,
-              out_dir: Path | None = None, weights: Path | None = None) -> tuple[gr.Blocks, SourceHub]:
+              out_dir: Path | None = None, weights: Path | None = None,
+              read_only: bool = False) -> tuple[gr.Blocks, SourceHub]:
     """`weights`: the checkpoint `predictor` was loaded from (None: the shipped one). Every
-    threshold is the run's `cfg.decision`, which the Settings tab changes in place."""
+    threshold is the run's `cfg.decision`, which the Settings tab changes in place. `read_only`: a
+    wall screen, the Live tab's feeds and alarms only (no controls, no Recorded or Settings tab)."""
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="scopewatch-"))
     hub = SourceHub(predictor, cfg, out_dir / "live")
     allowed = Path(allowed_dir) if allowed_dir else None
@@ -255,10 +262,11 @@ def build_app(predictor, cfg: ScopeWatchConfig, default_source: str = "", allowe
     with gr.Blocks(title="ScopeWatch") as app:
         gr.Markdown("# ScopeWatch — surgical video quality monitor")
         with gr.Tab("Live"):
-            live_tab(hub, predictor.tasks, cfg.decision, default_source)
-        with gr.Tab("Recorded"):
-            recorded_tab(predictor, cfg, allowed, out_dir / "recorded")
-        with gr.Tab("Settings"):
-            settings_tab(predictor, cfg, hub, weights_choices(current, allowed), current)
+            live_tab(hub, predictor.tasks, cfg.decision, default_source, read_only)
+        if not read_only:
+            with gr.Tab("Recorded"):
+                recorded_tab(predictor, cfg, allowed, out_dir / "recorded")
+            with gr.Tab("Settings"):
+                settings_tab(predictor, cfg, hub, weights_choices(current, allowed), current)
         gr.Markdown(version_line(weights), elem_id="sw-footer")  # what IT pins, on every screen
     return app, hub

@@ -38,11 +38,11 @@ def check_access(host: str, auth: str | None) -> tuple[str, str] | None:
 
 def serve(predictor, cfg: ScopeWatchConfig, sources: list[str], host: str = "127.0.0.1", port: int = 7860,
           auth: str | None = None, allowed_dir: Path | None = None, max_upload_mb: int = 500,
-          weights: Path | None = None, start_metrics=None) -> int:
+          weights: Path | None = None, start_metrics=None, read_only: bool = False) -> int:
     """Serve until Ctrl-C with `sources` started (each a tile; the first is the one shown).
     `start_metrics(sessions)`: starts the metrics endpoint on the running feeds (`sessions()`)."""
     credentials = check_access(host, auth)
-    app, hub = build_app(predictor, cfg, sources[0] if sources else "", allowed_dir, weights=weights)
+    app, hub = build_app(predictor, cfg, sources[0] if sources else "", allowed_dir, weights=weights, read_only=read_only)
     metrics = start_metrics(lambda: list(hub.running().values())) if start_metrics else None
     for uri in sources:
         try:

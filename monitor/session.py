@@ -21,18 +21,20 @@ from monitor.sources import FrameSource
 class Session:
     def __init__(self, source: FrameSource, predictor: Predictor, cfg: ScopeWatchConfig,
                  csv_path: str | Path | None = None, events_path: str | Path | None = None,
-                 worker: InferenceWorker | None = None, reference: ReferenceWindow | None = None):
+                 worker: InferenceWorker | None = None, reference: ReferenceWindow | None = None,
+                 append: bool = False):
         """`reference`: a window of this feed to take as its normal as it passes (the run stops
-        with the reason in `monitor.failed` when the window is refused)."""
+        with the reason in `monitor.failed` when the window is refused). `append`: continue the
+        feed's existing CSV and events files (a restarted `watch`) instead of starting them afresh."""
         self.cfg = cfg
         self.reference = reference
         self._stop_if_refused = True
         tasks = predictor.tasks
         self.timeline = Timeline(tasks, cfg.decision, cfg.timeline.recent_s, cfg.timeline.archive_points)
         self.detector = EventDetector(tasks, cfg.events, source.source_id, cfg.decision)
-        self.csv = CsvTimelineWriter(csv_path, tasks, cfg.output.flush_s) if csv_path else None
-        self.events_out = EventsJsonWriter(events_path, source.source_id, tasks, made_by(predictor.name, cfg.model.weights)) \
-            if events_path else None
+        self.csv = CsvTimelineWriter(csv_path, tasks, cfg.output.flush_s, append) if csv_path else None
+        self.events_out = EventsJsonWriter(events_path, source.source_id, tasks, made_by(predictor.name, cfg.model.weights),
+                                           append) if events_path else None
         self.webhook = WebhookSender(cfg.output.webhook) if cfg.output.webhook else None
         self.latest_image = None
         self.latest_result = None  # latest_image's result (its patch map says where)

@@ -309,3 +309,22 @@ def test_damage_to_the_end_of_the_file_fails_keeping_the_rows(tmp_path, weights)
     rows = read_csv(tmp_path / "damaged.mp4.scopewatch.csv")
     assert r.returncode == 1 and "keeps" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert rows[-1]["stream_state"] == "failed" and 20 < len([x for x in rows if x["noise"] != ""]) < 100
+
+
+def test_a_recording_whose_folder_cannot_take_files_writes_to_scopewatch_out(tmp_path, weights):
+    # /dev/fd cannot take a new file, even for root: a read-only folder that holds a real recording.
+    import os
+    import subprocess
+    import sys
+    video = write_video(tmp_path / "clip.mp4", n=25)
+    fd = os.open(video, os.O_RDONLY)
+    try:
+        r = subprocess.run([sys.executable, "-m", "apps.cli", "analyze", f"/dev/fd/{fd}", "--weights", str(weights), "-q"],
+                           cwd=tmp_path, pass_fds=(fd,), capture_output=True, text=True, timeout=120)
+    finally:
+        os.close(fd)
+    assert r.returncode == 0, r.stderr
+    assert f"/dev/fd cannot take files; {fd}'s go to scopewatch-out/" in r.stderr
+    rows = read_csv(tmp_path / "scopewatch-out" / f"{fd}.scopewatch.csv")
+    assert sum(1 for row in rows if row["noise"]) >= 5
+    assert (tmp_path / "scopewatch-out" / f"{fd}.scopewatch.events.json").is_file()

@@ -8,7 +8,7 @@ from apps.cli.common import (UsageError, add_metrics_args, add_monitor_args, add
                              check_folder, check_writable, open_checked, positive, predictor_for, reference_for,
                              run_config, start_metrics)
 from model.preprocess import too_small
-from monitor.outputs.naming import feed_stem, output_paths
+from monitor.outputs.naming import DEFAULT_FOLDER, feed_stem, output_paths
 from monitor.records import StreamState
 
 
@@ -83,6 +83,10 @@ def cmd_analyze(args) -> int:
     jobs = []
     for video in videos:  # check everything before analysing anything
         paths = output_paths(video)
+        if paths.csv.parent == DEFAULT_FOLDER and not (args.csv and args.events):
+            print(f"scopewatch: {Path(video).parent} cannot take files; {Path(video).name}'s go to {DEFAULT_FOLDER}/",
+                  file=sys.stderr)
+            check_folder(DEFAULT_FOLDER, "the default output folder")
         csv_path = _given_path(args.csv, many, "--csv") or paths.csv
         events_path = _given_path(args.events, many, "--events") or paths.events
         check_writable(csv_path)
@@ -183,9 +187,13 @@ def cmd_watch(args) -> int:
     metrics = start_metrics(args, lambda: running, cfg.model.weights)
     # One inference worker for every feed: frames of all feeds are batched into one model call.
     worker = InferenceWorker(predictor, cfg.buffer.batch_size, cfg.model.threads)
-    sessions = [Session(src, predictor, cfg, csv, events, worker=worker,
-                        reference=reference_for(args, cfg.decision, src.source_id, ref_path))
-                for src, (csv, events), ref_path in zip(sources, outputs, references)]
+    try:  # a restarted watch continues each feed's files
+        sessions = [Session(src, predictor, cfg, csv, events, worker=worker, append=True,
+                            reference=reference_for(args, cfg.decision, src.source_id, ref_path))
+                    for src, (csv, events), ref_path in zip(sources, outputs, references)]
+    except ValueError as e:
+        worker.stop()
+        raise UsageError(str(e)) from None
     running.extend(sessions)
     names = [feed_stem(uri) for uri in args.sources]
     tty = sys.stderr.isatty()

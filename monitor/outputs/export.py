@@ -5,40 +5,75 @@ loses at most the last second."""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
 import os
 import time
 from pathlib import Path
 
 from monitor.records import FrameResult, csv_columns, csv_row
 
+log = logging.getLogger("scopewatch.outputs")
+
 
 class CsvTimelineWriter:
-    def __init__(self, path: str | Path, tasks, flush_s: float = 1.0):
+    """Rows are kept until a flush and then written whole, in one write, so that a process killed at
+    any moment leaves a file that ends with a complete row. With `append`, an existing timeline of
+    the same columns is continued (a restarted `watch`), after cutting a partial last line left by a
+    crash; otherwise the file is started afresh."""
+
+    def __init__(self, path: str | Path, tasks, flush_s: float = 1.0, append: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tasks = tuple(tasks)
         self.flush_s = flush_s
-        self._f = open(self.path, "w", newline="")
-        self._w = csv.writer(self._f)
-        self._w.writerow(csv_columns(self.tasks))
-        self._f.flush()
-        self._last_flush = time.monotonic()
+        header = _csv_line(csv_columns(self.tasks))
+        continued = append and _continue_timeline(self.path, header)
+        self._f = open(self.path, "a" if continued else "w", newline="")
+        self._pending: list[str] = [] if continued else [header]
+        self._flush()
         self.rows = 0
 
     def write(self, r: FrameResult) -> None:
-        self._w.writerow(csv_row(r, self.tasks))
+        self._pending.append(_csv_line(csv_row(r, self.tasks)))
         self.rows += 1
-        now = time.monotonic()
-        if not r.analysed or now - self._last_flush >= self.flush_s:
-            self._f.flush()
-            self._last_flush = now
+        if not r.analysed or time.monotonic() - self._last_flush >= self.flush_s:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._f.write("".join(self._pending))
+            self._pending.clear()
+        self._f.flush()
+        self._last_flush = time.monotonic()
 
     def close(self) -> None:
         if not self._f.closed:
-            self._f.flush()
+            self._flush()
             os.fsync(self._f.fileno())
             self._f.close()
+
+
+def _csv_line(values) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(values)
+    return out.getvalue()
+
+
+def _continue_timeline(path: Path, header: str) -> bool:
+    """Whether `path` is a timeline with `header` to continue; a partial last line is cut off. A
+    file with other columns is refused (a ValueError): appending would mix two tables."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb+") as f:
+        data = f.read()
+        if not data.startswith(header.encode()):
+            raise ValueError(f"{path} holds a timeline with other columns; move it away or write elsewhere")
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            f.truncate(end)
+    return True
 
 
 def made_by(model_name: str, weights) -> dict:
@@ -49,13 +84,29 @@ def made_by(model_name: str, weights) -> dict:
 
 
 class EventsJsonWriter:
-    def __init__(self, path: str | Path, source_id: str, tasks, made_by: dict | None = None):
-        """`made_by`: what wrote the file (ScopeWatch's version, the model and its weights)."""
+    def __init__(self, path: str | Path, source_id: str, tasks, made_by: dict | None = None, append: bool = False):
+        """`made_by`: what wrote the file (ScopeWatch's version, the model and its weights).
+        `append`: keep the events of an existing file of the same source and tasks (a restarted
+        `watch`); one that cannot be read is kept aside as `*.unreadable` and a new one begun."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.header = {"source": source_id, "tasks": list(tasks), **({"made_by": made_by} if made_by else {})}
-        self.events: list[dict] = []
+        self.events: list[dict] = self._earlier() if append else []
         self._write()
+
+    def _earlier(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("source") == self.header["source"] and data.get("tasks") == self.header["tasks"]:
+                return list(data["events"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            aside = self.path.with_name(self.path.name + ".unreadable")
+            self.path.replace(aside)
+            log.warning("%s: not an events file of this feed; kept as %s, starting a new one", self.path, aside)
+            return []
+        raise ValueError(f"{self.path} holds the events of another feed or other distortions; move it away or write elsewhere")
 
     def add(self, event) -> None:
         self.events.append(event.to_dict())

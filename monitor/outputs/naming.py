@@ -3,16 +3,19 @@
 A recording's files carry its file name (`case.mp4.scopewatch.csv`), so they sort beside it and
 two recordings never share files; a stream, a device or a generated feed has no file name, so its
 address is turned into one (`rtsp_cam1_8554_live.scopewatch.csv`), which a folder accepts on every
-system.
+system. A recording whose folder cannot take files (a read-only share, someone else's folder) has
+them written to `scopewatch-out/` in the current folder instead.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.sources import is_file_uri
 
 SUFFIX = ".scopewatch"
+DEFAULT_FOLDER = Path("scopewatch-out")  # a recording's files when its own folder cannot take them
 
 
 @dataclass(frozen=True)
@@ -28,13 +31,26 @@ def feed_stem(uri: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in uri).strip("_")[-60:] or "feed"
 
 
+def can_write_in(folder: Path) -> bool:
+    """Whether a file can be created in `folder`: tried, not read off permission bits, which root,
+    network shares and read-only mounts each answer differently."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def output_paths(uri: str | Path, folder: str | Path | None = None) -> OutputPaths:
-    """The files of source `uri` in `folder`; without a folder, a recording's go beside it and a
-    stream's into the current folder."""
+    """The files of source `uri` in `folder`; without a folder, a recording's go beside it (or to
+    DEFAULT_FOLDER when its folder cannot take files) and a stream's into the current folder."""
     uri = str(uri)
     if is_file_uri(uri):
         path = Path(uri)
-        base = Path(folder) if folder is not None else path.parent
+        if folder is not None:
+            base = Path(folder)
+        else:
+            base = path.parent if can_write_in(path.parent) else DEFAULT_FOLDER
         stem = base / path.name
     else:
         stem = Path(folder or ".") / feed_stem(uri)

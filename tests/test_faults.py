@@ -1,0 +1,80 @@
+"""Faults a monitor on an OR network meets (issue 21), one of each kind, through the real processes
+on loopback. The repeated campaign is the benchmark's job; these pin the behaviour."""
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import ROOT
+from helpers import Publisher, free_port, run_cli
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def analysed(rows):
+    return [r for r in rows[1:] if len(r) > 3 and r[3]]
+
+
+def test_a_killed_watch_leaves_whole_files_and_a_restart_continues_them(tmp_path, tiny_weights):
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    csv_path, events_path = tmp_path / "feed.csv", tmp_path / "feed.events.json"
+    args = ["watch", url, "--weights", str(tiny_weights), "--csv", str(csv_path), "--events", str(events_path),
+            "--every-frame"]
+    server = Publisher(f"{url}?listen=1", "mpegts", seconds=120, size=(320, 180))
+    server.start()
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and not (csv_path.exists() and len(analysed(read_rows(csv_path))) >= 40):
+            time.sleep(0.2)
+        flushed = read_rows(csv_path)
+        assert len(analysed(flushed)) >= 40
+        time.sleep(0.7)  # mid-run, between flushes
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+        server.stop()
+    killed = read_rows(csv_path)
+    header = killed[0]
+    assert all(len(row) == len(header) for row in killed)  # whole rows only: still parseable
+    assert killed[:len(flushed)] == flushed  # every row flushed before the kill is kept
+    json.loads(events_path.read_text())  # written by rename: always valid JSON
+
+    server = Publisher(f"{url}?listen=1", "mpegts", seconds=30, size=(320, 180))
+    server.start()
+    try:
+        r = run_cli(*args, "--duration", "4", timeout=120)
+    finally:
+        server.stop()
+    assert r.returncode == 0, r.stderr
+    again = read_rows(csv_path)
+    assert again[:len(killed)] == killed and len(analysed(again)) > len(analysed(killed))
+    assert again.count(header) == 1 and len({tuple(row) for row in again}) == len(again)  # appended, no duplicate
+    states = [row[header.index("stream_state")] for row in again[len(killed):]]
+    assert states[0] == "connecting"  # the restart is marked in the timeline
+    assert json.loads(events_path.read_text())["source"] == url
+
+
+def test_analyze_starts_afresh_and_watch_refuses_a_table_of_other_columns(tmp_path, tiny_weights):
+    from helpers import write_video
+    video = write_video(tmp_path / "clip.mp4", n=25)
+    out = tmp_path / "clip.csv"
+    for _ in range(2):  # analysing a recording again replaces its results
+        r = run_cli("analyze", str(video), "--csv", str(out), "--events", str(tmp_path / "e.json"),
+                    "--weights", str(tiny_weights), "-q")
+        assert r.returncode == 0, r.stderr
+    rows = read_rows(out)
+    assert rows.count(rows[0]) == 1
+    other = tmp_path / "other.csv"
+    other.write_text("a,b,c\n1,2,3\n")
+    r = run_cli("watch", "synthetic:2", "--csv", str(other), "--weights", str(tiny_weights))
+    assert r.returncode == 2 and "holds a timeline with other columns" in r.stderr
+    assert other.read_text() == "a,b,c\n1,2,3\n"

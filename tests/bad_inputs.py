@@ -18,6 +18,8 @@ import numpy as np
 
 from training.scene import ProceduralScene
 
+from helpers import write_audio_only
+
 FPS = 25
 
 
@@ -123,16 +125,7 @@ def make_cases(folder: Path) -> list[Case]:
     (folder / "random.mkv").write_bytes(np.random.default_rng(1).integers(0, 256, 200_000, np.uint8).tobytes())
     add("random bytes named .mkv", folder / "random.mkv")
     # Streams that are not video, or video without pictures.
-    with av.open(str(folder / "audio_only.m4a"), "w") as out:
-        st = out.add_stream("aac", rate=48000)
-        for i in range(20):
-            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            f.sample_rate, f.pts = 48000, i * 1024
-            for p in st.encode(f):
-                out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    add("audio only", folder / "audio_only.m4a")
+    add("audio only", write_audio_only(folder / "audio_only.m4a"))
     (folder / "subtitles_only.srt").write_text("1\n00:00:00,000 --> 00:00:02,000\nhello\n\n")
     add("subtitles only", folder / "subtitles_only.srt")
     with av.open(str(folder / "no_frames.mp4"), "w") as out:  # a video track with no frame in it

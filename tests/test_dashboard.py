@@ -9,6 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -33,7 +34,17 @@ def media(tmp_path_factory, tiny_weights):
     shutil.copy(tiny_weights, folder / "tiny.pt")
     torch.manual_seed(0)
     save_checkpoint(create_model("scopewatch_lap5_small", tasks=("noise", "smoke")), folder / "two_tasks.pt")
+    (folder / "random.pt").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    torch.save({"state_dict": Pickled()}, folder / "malicious.pt")  # unpickling it would run a command
     return folder
+
+
+class Pickled:
+    """An object whose unpickling runs a shell command: what a malicious weights file carries."""
+
+    def __reduce__(self):
+        import os
+        return os.system, ("touch /tmp/scopewatch-pwned",)
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +176,16 @@ def test_path_traversal_in_the_chooser_is_refused(server):
     for name in ("../../../../etc/passwd", "/etc/passwd", "..%2f..%2fetc/passwd"):
         with pytest.raises(Exception, match="refused"):
             client.predict(None, name, api_name="/analyse")
+
+
+def test_an_upload_is_judged_by_its_content_not_its_name(server, tmp_path):
+    """Uploads are opened by what the bytes are (the container is probed), never by the extension:
+    text named .mp4 is refused in one message before any decoding."""
+    from gradio_client import Client, handle_file
+    fake = tmp_path / "surgery.mp4"
+    fake.write_text("not a video at all\n" * 100)
+    with pytest.raises(Exception, match="not a readable video"):
+        Client(server, verbose=False).predict(handle_file(str(fake)), None, api_name="/analyse")
 
 
 def test_oversized_upload_is_refused(server):
@@ -384,6 +405,13 @@ def test_settings_switch_weights_live_and_refuse_others(server, media):
             apply("/etc/passwd")
         with pytest.raises(Exception, match="not noise, smoke"):
             apply(str((media / "two_tasks.pt").resolve()))
+        # Random bytes and a pickle that would run a command are refused as weights, and nothing runs.
+        Path("/tmp/scopewatch-pwned").unlink(missing_ok=True)
+        with pytest.raises(Exception, match="not a ScopeWatch checkpoint"):
+            apply(str((media / "random.pt").resolve()))
+        with pytest.raises(Exception, match="it holds Python objects, which are never loaded"):
+            apply(str((media / "malicious.pt").resolve()))
+        assert not Path("/tmp/scopewatch-pwned").exists()
         assert "applied" in apply(str((media / "tiny.pt").resolve()))
         assert "scopewatch_lap5_small" in wait_for_model("scopewatch_lap5_small")
         thresholds[:] = [0.5] * 5

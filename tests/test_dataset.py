@@ -3,7 +3,8 @@ import torch
 
 from model.preprocess import InputConfig
 from model.tasks import DEFAULT_TASKS
-from training.dataset import MIN_SEVERITY, SynthPatchDataset, draw_severity, h264_roundtrip, scene_shading, scope_falloff
+from training.dataset import (MIN_SEVERITY, SynthPatchDataset, draw_severity, h264_roundtrip, scene_shading,
+                              scope_falloff, smaller_picture)
 from training.distortions import create_distortion
 from training.nss import NUM_FEATURES
 from training.scene import ProceduralScene
@@ -96,3 +97,19 @@ def test_severity_skew_moves_samples_to_the_faint_end_and_keeps_every_level():
     assert abs(uniform[0] - (0.25 - MIN_SEVERITY) / (1 - MIN_SEVERITY)) < 0.01  # uniform: ~20% in level 1
     assert 0.36 < skewed[0] < 0.42 and skewed[3] > 0.14  # twice as many faint ones, strong ones still seen
     assert list(skewed) == sorted(skewed, reverse=True)
+
+
+def test_smaller_pictures_shrink_the_view_to_a_low_resolution_frame_and_keep_its_labels():
+    frame = ProceduralScene(0, (640, 360)).frame_at(0.0)
+    rng = np.random.default_rng(0)
+    shrunk = [smaller_picture(frame, rng) for _ in range(50)]
+    shorts = np.array([s.shape[0] for s in shrunk])
+    assert 192 <= shorts.min() and shorts.max() <= 300 and shorts.max() - shorts.min() > 60
+    assert all(s.shape[0] % 2 == 0 and s.shape[1] % 2 == 0 for s in shrunk)  # the H.264 round trip needs even sides
+    assert all(abs(s.shape[1] / s.shape[0] - 640 / 360) < 0.02 for s in shrunk)  # the same view, not a crop
+    tiny = frame[:200, :300]
+    assert smaller_picture(tiny, np.random.default_rng(1), (250, 300)) is tiny  # never upscaled
+    samples = list(SynthPatchDataset([ProceduralScene(1, (640, 360))], DEFAULT_TASKS, InputConfig(), seed=2,
+                                     p_small=1.0, length=8))
+    assert all(s["patches"].shape == (8, 64, 64, 3) for s in samples)
+    assert any(s["presence"].sum() == 0 for s in samples) and any(s["presence"].sum() > 0 for s in samples)

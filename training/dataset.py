@@ -26,6 +26,7 @@ from training.nuisances import Nuisances
 from training.quality import fr_quality
 
 MIN_SEVERITY = 0.06  # below this a distortion is too faint to be labelled present
+SMALL_SHORT_SIDES = (192, 300)  # short sides of `smaller_picture` (the model needs 64 px; 1080p feeds are analysed at 360)
 
 
 def draw_severity(rng: np.random.Generator, skew: float) -> float:
@@ -59,6 +60,19 @@ def scene_shading(shape: tuple[int, int], span: float, rng: np.random.Generator)
     return resize_field(np.exp(log_gain).astype(np.float32), shape)
 
 
+def smaller_picture(frame: np.ndarray, rng: np.random.Generator, short_sides=SMALL_SHORT_SIDES) -> np.ndarray:
+    """The same view as a lower-resolution camera or a downscaled recording gives it (public surgical
+    sets are often 256x256): the content's detail gets denser per pixel, and the distortions, sized in
+    reference pixels of at least one pixel (training.distortions.frame_scale), are then rendered at
+    the size the model sees them in such a frame (it analyses small frames at their own size). A
+    frame already that small is kept."""
+    h, w = frame.shape[:2]
+    k = float(rng.uniform(*short_sides)) / min(h, w)
+    if k >= 0.95:
+        return frame
+    return cv2.resize(frame, (round(w * k / 2) * 2, round(h * k / 2) * 2), interpolation=cv2.INTER_AREA)
+
+
 def h264_roundtrip(frame: np.ndarray, crf: int) -> np.ndarray:
     """`frame` (even width and height) coded as one H.264 intra frame (libx264, yuv420p) and decoded."""
     h, w = frame.shape[:2]
@@ -75,14 +89,14 @@ def h264_roundtrip(frame: np.ndarray, crf: int) -> np.ndarray:
 class SynthPatchDataset(IterableDataset):
     def __init__(self, contents: list[Content], tasks: tuple[str, ...], cfg: InputConfig, seed: int = 0,
                  p_clean: float = 0.2, p_single: float = 0.4, p_shading: float = 0.4, severity_skew: float = 1.0,
-                 length: int | None = None, p_crop: float = 0.3, nuisances: Nuisances = Nuisances(),
+                 length: int | None = None, p_crop: float = 0.3, p_small: float = 0.0, nuisances: Nuisances = Nuisances(),
                  generators: dict[str, tuple[str, ...]] | None = None):
         if not contents:
             raise ValueError("no content to synthesise from")
         self.contents, self.tasks, self.cfg = contents, tuple(tasks), cfg
         self.seed, self.p_clean, self.p_single, self.length = seed, p_clean, p_single, length
         self.p_shading, self.severity_skew = p_shading, severity_skew
-        self.p_crop, self.nuisances, self.generators = p_crop, nuisances, generators
+        self.p_crop, self.p_small, self.nuisances, self.generators = p_crop, p_small, nuisances, generators
 
     def _distortions(self, rng: np.random.Generator) -> dict[str, float]:
         r = rng.random()
@@ -94,9 +108,9 @@ class SynthPatchDataset(IterableDataset):
         return {str(n): draw_severity(rng, self.severity_skew) for n in names}
 
     def _clean(self, rng: np.random.Generator) -> np.ndarray:
-        """A content frame with natural variation that is *not* a distortion: flips, crops, the
-        scope's own light fall-off, the shading of the scene's relief, and the nuisances of normal
-        surgery (training.nuisances: colour casts, glints, instruments, black borders, lens
+        """A content frame with natural variation that is *not* a distortion: flips, crops, smaller
+        pictures of the same view, the scope's own light fall-off, the shading of the scene's relief,
+        and the nuisances of normal surgery (training.nuisances: colour casts, glints, instruments, black borders, lens
         distortion), so the model takes none of them for a defect."""
         frame = self.contents[int(rng.integers(len(self.contents)))].frame_at(float(rng.uniform(0, 60)))
         if rng.random() < 0.5:
@@ -110,6 +124,8 @@ class SynthPatchDataset(IterableDataset):
             ch, cw = max(96, round(h * k / 2) * 2), max(96, round(w * k / 2) * 2)
             y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
             frame = frame[y:y + ch, x:x + cw]
+        if rng.random() < self.p_small:
+            frame = smaller_picture(frame, rng)
         frame = np.ascontiguousarray(frame)
         field = np.ones(frame.shape[:2], np.float32)
         if rng.random() < 0.5:

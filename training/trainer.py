@@ -63,6 +63,9 @@ class TrainConfig:
     train_content: tuple[str, ...] = ("real:train", "procedural:0-16")
     val_content: tuple[str, ...] = ("procedural:1000-1006", "real:val")
     p_clean: float = 0.3  # share of clean training samples (real clean feeds must stay quiet)
+    # Share of clean frames shown as a smaller picture (192-300 px short side: a low-resolution camera,
+    # a downscaled recording) before they are distorted (training.dataset.smaller_picture).
+    small_frames: float = 0.0
     nuisances: float = 1.0  # how often clean content carries the nuisances of normal surgery (training.nuisances)
     # Generators each distortion may draw (training.distortions); empty: all. A leave-one-generator-out
     # run trains with one left out here and is tested on that one alone.
@@ -110,7 +113,7 @@ class TrainConfig:
 
     def dataset(self, contents, input_cfg, seed: int, **kw) -> SynthPatchDataset:
         return SynthPatchDataset(contents, self.tasks, input_cfg, seed=seed, p_clean=self.p_clean, p_shading=self.scene_shading,
-                                 nuisances=Nuisances(self.nuisances), generators=self.generator_choice(), **kw)
+                                 p_small=self.small_frames, nuisances=Nuisances(self.nuisances), generators=self.generator_choice(), **kw)
 
 
 def load_contents(specs, seed: int) -> list:

@@ -78,10 +78,10 @@ logo: setup $(LOGO_TEST)/labels.csv
 	    --held-out $(LOGO_RUN)/eval_held_out/evaluation.json --out reports/logo/round$(LOGO_ROUND).md
 
 # One-factor ablation (issue 18; training/ablation.py): the make-weights recipe with one setting changed
-# (training/ablations/$(ABLATION).json: control, no_nuisances, no_real_content, faint_skew), scored as the
-# shipped weights were chosen (snapshot ABLATION_STEP, 01200 like the shipped weights, with val operating
-# points) on val, eval (reported only) and the synthetic test; the table of every run scored at that step
-# goes to reports/ablation/issue18_step$(ABLATION_STEP).md.
+# (training/ablations/$(ABLATION).json: control, no_nuisances, no_real_content, faint_skew, small_frames,
+# mixed_patches), scored as the shipped weights were chosen (snapshot ABLATION_STEP, 01200 like the
+# shipped weights, with val operating points) on val, eval (reported only) and the synthetic test; the
+# table of every run scored at that step goes to reports/ablation/issue18_step$(ABLATION_STEP).md.
 ABLATION      ?= control
 ABLATION_STEP ?= 01200
 ABLATION_RUN  := runs/ablation/$(ABLATION)

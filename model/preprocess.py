@@ -21,7 +21,7 @@ the same patches); training varies it.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -36,7 +36,9 @@ class InputConfig:
     mean: tuple[float, float, float] = (0.45, 0.30, 0.28)  # RGB, of laparoscopic content in [0, 1]
     std: tuple[float, float, float] = (0.25, 0.20, 0.20)
     fov_luma: float = 18.0  # mean 8-bit luma under which a context cell is outside the image
-    placement: str = "texture"  # "texture": the most detailed valid positions; "grid": spread out
+    # "texture": the most detailed valid positions; "grid": spread out; "mixed": half of each (local
+    # smoke or haze flattens detail, so texture placement alone tends to look beside it)
+    placement: str = "texture"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,18 +156,27 @@ def detail_map(context: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def choose_patches(size: tuple[int, int], context: np.ndarray, mask: np.ndarray, cfg: InputConfig,
                    rng: np.random.Generator | None = None) -> np.ndarray:
     """K patch corners (x, y) inside the field of view: with texture placement the most detailed
-    (by `detail_map` of the context view; ties keep the spread-out order), else spread out from
-    the centre. Deterministic without `rng`; with it (training), a random choice among the 1.5 K
+    (by `detail_map` of the context view; ties keep the spread-out order), with grid placement
+    spread out from the centre, with mixed placement half of each. Deterministic without `rng`; with it (training), a random choice among the 1.5 K
     most detailed (grid placement: among all valid positions), each patch jittered."""
     corners = candidate_grid(size, cfg)
     ok = patch_validity(corners, mask, size, cfg) >= 0.9
     pool = corners[ok] if ok.any() else corners  # e.g. a black frame: analyse it anyway
+    if cfg.placement == "mixed":
+        half = cfg.num_patches // 2
+        detailed = choose_patches(size, context, mask, replace(cfg, placement="texture", num_patches=half), rng)
+        others = replace(cfg, placement="grid", num_patches=cfg.num_patches - half)
+        if rng is None:  # the spread-out positions not taken yet, in their order from the centre
+            rest = pool[~(pool[:, None] == detailed[None]).all(-1).any(1)]
+            if len(rest) >= others.num_patches:
+                return np.concatenate([detailed, rest[:others.num_patches]])
+        return np.concatenate([detailed, choose_patches(size, context, mask, others, rng)])
     if cfg.placement == "texture":
         pool = pool[np.argsort(-box_means(pool, detail_map(context, mask), size, cfg), kind="stable")]
         if rng is not None:
             pool = pool[:max(cfg.num_patches, (3 * cfg.num_patches) // 2)]
     elif cfg.placement != "grid":
-        raise ValueError(f"unknown patch placement {cfg.placement!r} (texture or grid)")
+        raise ValueError(f"unknown patch placement {cfg.placement!r} (texture, grid or mixed)")
     if rng is not None:
         pool = pool[rng.permutation(len(pool))]
         jitter = rng.integers(-cfg.patch_size // 4, cfg.patch_size // 4 + 1, size=pool.shape)

@@ -43,7 +43,7 @@ def test_patches_avoid_black_corners_and_ui_bars(scene_frame):
     assert (extract(framed, cfg).corners[:, 1] >= 36).all()
 
 
-@pytest.mark.parametrize("placement", ["texture", "grid"])
+@pytest.mark.parametrize("placement", ["texture", "grid", "mixed"])
 def test_patch_placement_is_fixed_at_inference_and_varied_in_training(scene_frame, placement):
     cfg = dataclasses.replace(InputConfig(), placement=placement)
     assert np.array_equal(extract(scene_frame, cfg).corners, extract(scene_frame, cfg).corners)
@@ -66,6 +66,10 @@ def test_texture_placement_takes_the_detailed_part_of_the_frame():
     # Grid placement spreads out over both halves whatever the detail.
     grid = extract(frame, dataclasses.replace(cfg, placement="grid")).corners
     assert (grid[:, 0] < 320 - cfg.patch_size).any() and (grid[:, 0] > 320).any()
+    # Mixed placement: half on the detail, half spread out (so a flat, hazy half is seen too), none twice.
+    mixed = extract(frame, dataclasses.replace(cfg, placement="mixed")).corners
+    assert (mixed[:4, 0] >= 320 - cfg.patch_size // 2).all() and (mixed[4:, 0] < 320 - cfg.patch_size).any()
+    assert len(np.unique(mixed, axis=0)) == cfg.num_patches
     # On a flat frame there is no detail to rank: texture placement falls back to the spread-out order.
     flat = np.full((360, 640, 3), 120, np.uint8)
     assert np.array_equal(extract(flat, cfg).corners, extract(flat, dataclasses.replace(cfg, placement="grid")).corners)

@@ -40,6 +40,7 @@ from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from model.decision import PRESENCE_THRESHOLD
 from model.factory import create_model
 from model.predict import resolve_device
+from model.preprocess import InputConfig
 from model.tasks import DEFAULT_TASKS, severity_to_level
 from training.content import open_content
 from training.dataset import SynthPatchDataset
@@ -66,6 +67,7 @@ class TrainConfig:
     # Share of clean frames shown as a smaller picture (192-300 px short side: a low-resolution camera,
     # a downscaled recording) before they are distorted (training.dataset.smaller_picture).
     small_frames: float = 0.0
+    placement: str = "texture"  # where the model's patches go (model.preprocess.InputConfig.placement)
     nuisances: float = 1.0  # how often clean content carries the nuisances of normal surgery (training.nuisances)
     # Generators each distortion may draw (training.distortions); empty: all. A leave-one-generator-out
     # run trains with one left out here and is tested on that one alone.
@@ -282,7 +284,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         step, best = int(state["step"]), float(state["best_score"])
         log.info("resuming %s at step %d (best score %.4f)", out / "last.pt", step, best)
     else:
-        model = create_model(cfg.model, cfg.tasks, scale_ratios=cfg.scale_ratios).train()
+        model = create_model(cfg.model, cfg.tasks, scale_ratios=cfg.scale_ratios,
+                             input_cfg=InputConfig(placement=cfg.placement)).train()
         model.nss_mean, model.nss_std = nss_statistics(train_contents, cfg, model.input_cfg)
     model = model.to(device, memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]

@@ -143,8 +143,9 @@ def write_video(video: str, parts: list[ChunkResult], out_dir: Path, cfg: ScopeW
 
     def publish(events):
         for e in events:
-            image = analysis_frame_at(video, e.worst_time_s, predictor)
-            e.thumbnail_jpeg = thumbnail(image, cfg.events.thumbnail_width) if image is not None else None
+            if e.kind != "signal_lost":  # an outage has no picture of its own
+                image = analysis_frame_at(video, e.worst_time_s, predictor)
+                e.thumbnail_jpeg = thumbnail(image, cfg.events.thumbnail_width) if image is not None else None
             events_out.add(e)
             if webhook:
                 webhook.send(e.to_dict())

@@ -18,7 +18,9 @@ class SourceConfig:
     open_timeout_s: float = 10.0  # give up opening a network stream after this long
     read_timeout_s: float = 5.0  # a network read that blocks this long fails
     stall_s: float = 3.0  # no frame for this long: the watchdog declares the stream stalled and reopens it
-    reconnect_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits between reopen attempts
+    # Waits between reopen attempts, the last one repeated: at most 2 s, so that a feed is back within
+    # a few seconds of its server (an attempt is one connection: cheap on any network).
+    reconnect_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0)
     max_reconnects: int | None = None  # None: keep trying while the monitor runs
     rtsp_transport: str = "tcp"  # or "udp"
 

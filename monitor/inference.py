@@ -11,6 +11,7 @@ import torch
 
 from model.predict import Predictor
 from monitor.capture import Sampled
+from monitor.outputs.export import OutputError
 
 if TYPE_CHECKING:
     from monitor.pipeline import Monitor
@@ -95,6 +96,9 @@ class InferenceWorker:
                 mine = [next(preds) for item in items if isinstance(item, Sampled)]
                 try:
                     m.deliver(items, mine, dropped)
+                except OutputError as e:  # a file that can no longer be written: whoever runs the feed says so
+                    log.info("%s: %s", m.source.source_id, e)
+                    m.fail(e)
                 except Exception as e:  # a feed's sink failing ends that feed only
                     log.exception("%s: delivering results failed", m.source.source_id)
                     m.fail(e)

@@ -10,7 +10,7 @@ from model.predict import Predictor
 from monitor.config import ScopeWatchConfig
 from monitor.inference import InferenceWorker
 from monitor.outputs.events import EventDetector
-from monitor.outputs.export import CsvTimelineWriter, EventsJsonWriter, made_by
+from monitor.outputs.export import CsvTimelineWriter, EventsJsonWriter, OutputError, made_by
 from monitor.outputs.timeline import Timeline, format_summary
 from monitor.outputs.webhook import WebhookSender
 from monitor.pipeline import Monitor
@@ -96,13 +96,21 @@ class Session:
         return self.detector.acknowledge(by)
 
     def finish(self) -> None:
-        """Close open episodes and every file; safe to call more than once."""
-        for event in self.detector.flush():
-            self._publish(event)
-        if self.csv:
-            self.csv.close()
+        """Close open episodes and every file; safe to call more than once. A file that can no
+        longer be written ends the feed with that error (`monitor.error`), not a traceback."""
+        for close in (self._flush_events, self.csv.close if self.csv else None):
+            try:
+                if close:
+                    close()
+            except OutputError as e:
+                if self.monitor.error is None:
+                    self.monitor.fail(e)
         if self.webhook:
             self.webhook.close()
+
+    def _flush_events(self) -> None:
+        for event in self.detector.flush():
+            self._publish(event)
 
     def run(self, duration_s=None, on_tick=None) -> None:
         """Run until the source ends, `duration_s` passes or Ctrl-C; `on_tick(metrics)` twice a second."""

@@ -396,9 +396,9 @@ class StreamSource(FrameSource):
                     yield RawFrame(index, frame.pts, last_time, now, frame.width, frame.height, av_frame=frame)
                     index += 1
             except (av.error.FFmpegError, OSError) as e:
-                reason = _av_error(e)
-                # The read timeout interrupts FFmpeg (AVERROR_EXIT): connected, but nothing arrives.
+                # The read timeout interrupts FFmpeg (AVERROR_EXIT): connected, but no picture arrives.
                 stalled = isinstance(e, (av.error.ExitError, TimeoutError))
+                reason = f"no picture for {min(self.cfg.read_timeout_s, self.cfg.stall_s):g} s" if stalled else _av_error(e)
             finally:
                 container.close()
             if self.stop_event.is_set():

@@ -129,7 +129,14 @@ def listening(port: int) -> bool:
     return False
 
 
-def _publish(url, fmt, seconds, fps, size, options, ready):
+def _publish(url, fmt, seconds, fps, size, options, ready, speed=1.0):
+    try:
+        _serve(url, fmt, seconds, fps, size, options, ready, speed)
+    except ConnectionError:  # the client went away (a reader stopped): a server just ends its stream
+        pass
+
+
+def _serve(url, fmt, seconds, fps, size, options, ready, speed):
     scene = ProceduralScene(5, size)
     ready.set()
     with av.open(url, "w", format=fmt, options=options) as out:
@@ -138,7 +145,7 @@ def _publish(url, fmt, seconds, fps, size, options, ready):
         st.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(fps)}
         start = time.time()
         for i in range(int(seconds * fps)):
-            time.sleep(max(0.0, start + i / fps - time.time()))
+            time.sleep(max(0.0, start + i / (fps * speed) - time.time()))
             f = av.VideoFrame.from_ndarray(scene.frame_at(i / fps), format="rgb24")
             f.pts = i
             for p in st.encode(f):
@@ -149,13 +156,15 @@ class Publisher:
     """A stream server in its own process (as a real one would be): publishes procedural H.264 in
     real time to `url` (an MPEG-TS TCP server with ?listen=1, a UDP push, or an RTSP server).
     A separate process also matters because PyAV's listening open holds the GIL while it waits.
-    `stop()` kills it, which is also how tests simulate a server dying mid-stream."""
+    `stop()` kills it, which is also how tests simulate a server dying mid-stream. `speed` 2 sends
+    `seconds` of media in half the time (a source faster than real time)."""
 
-    def __init__(self, url: str, fmt: str, seconds: float = 30.0, fps: int = 25, size=(320, 180), options=None):
+    def __init__(self, url: str, fmt: str, seconds: float = 30.0, fps: int = 25, size=(320, 180), options=None,
+                 speed: float = 1.0):
         ctx = multiprocessing.get_context("spawn")
         self.listen_port = int(url.split(":")[2].split("?")[0]) if url.startswith("tcp:") and "listen=1" in url else None
         self.ready = ctx.Event()
-        self.process = ctx.Process(target=_publish, args=(url, fmt, seconds, fps, size, options or {}, self.ready),
+        self.process = ctx.Process(target=_publish, args=(url, fmt, seconds, fps, size, options or {}, self.ready, speed),
                                    daemon=True, name=f"publish:{url}")
 
     def start(self, settle_s: float = 0.5):
@@ -174,3 +183,63 @@ class Publisher:
         if self.process.is_alive():
             self.process.kill()
         self.process.join(5)
+
+
+class Relay:
+    """A TCP relay in front of a live MPEG-TS server, to misbehave on cue: `mode` "pass" forwards the
+    stream to the newest client, "hold" keeps the connection open and sends nothing (a stalled
+    source), "garbage" sends random bytes in place of the stream. The upstream is read all along,
+    as a real server goes on producing."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port, self.port, self.mode = upstream_port, free_port(), "pass"
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._client: socket.socket | None = None
+        self._stop = threading.Event()
+        self._rng = np.random.default_rng(0)
+        self._threads = [threading.Thread(target=f, daemon=True) for f in (self._accept, self._pump)]
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def start(self) -> "Relay":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def _accept(self):
+        self._listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            old, self._client = self._client, client
+            if old is not None:
+                old.close()
+
+    def _pump(self):
+        up = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+        while not self._stop.is_set():
+            data = up.recv(65536)
+            if not data:
+                break
+            client = self._client
+            if client is None or self.mode == "hold":
+                continue
+            if self.mode == "garbage":
+                data = self._rng.integers(0, 256, len(data), dtype=np.uint8).tobytes()
+            try:
+                client.sendall(data)
+            except OSError:
+                if self._client is client:
+                    self._client = None
+        up.close()
+
+    def stop(self):
+        self._stop.set()
+        self._threads[0].join(5)  # the accepting thread, before its socket closes under it
+        self._listener.close()
+        if self._client is not None:
+            self._client.close()

@@ -5,6 +5,7 @@ import subprocess
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from monitor.config import ScopeWatchConfig
@@ -12,7 +13,7 @@ from monitor.records import StreamState
 from monitor.session import Session
 from monitor.sources import StreamSource
 
-from helpers import Publisher, free_port
+from helpers import Publisher, Relay, free_port
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +121,9 @@ def test_server_killed_midstream_then_restarted_gap_is_recorded_and_rows_resume(
     assert after.time_s - before.time_s == pytest.approx(after.wall_time - before.wall_time, abs=0.1)
     text = (tmp_path / "live.csv").read_text()
     assert ",reconnecting" in text and (",lost" in text or ",stalled" in text)
+    # ... and is one signal_lost event, from the last picture before to the first after (issue 21)
+    (lost,) = [e for e in session.events if e.kind == "signal_lost"]
+    assert lost.start_s == pytest.approx(before.time_s, abs=0.1) and lost.end_s == pytest.approx(after.time_s, abs=0.1)
 
 
 def test_udp_mpegts_push(predictor, tmp_path):
@@ -290,3 +294,52 @@ def test_watch_command_with_several_sources_writes_one_set_of_files_per_feed(tin
     assert (tmp_path / "synthetic_4.scopewatch.events.json").exists()
     r = subprocess.run(cmd + ["--csv", str(tmp_path / "x.csv")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--out-dir" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_source_that_stalls_then_sends_garbage_trips_the_watchdog_and_comes_back(predictor, tmp_path):
+    port = free_port()
+    pub = tcp_server(port, 60)
+    relay = Relay(port).start()
+    session = start_session(relay.url, predictor, live_config(), tmp_path)
+    states = []
+    try:
+        for mode in ("hold", "garbage"):  # connected but silent (a stalled encoder), then junk in place of the stream
+            assert wait_for(lambda: len(frames_of(session)) >= 10, 20)
+            relay.mode = mode
+            assert wait_for(lambda: session.monitor.metrics.state == StreamState.STALLED, 8)  # the watchdog fires
+            states.append(session.monitor.metrics.state_reason)
+            time.sleep(1.0)
+            before = len(frames_of(session))
+            relay.mode = "pass"
+            assert wait_for(lambda: len(frames_of(session)) >= before + 10, 15)  # the picture comes back
+    finally:
+        relay.stop()
+        pub.stop()
+        stop_session(session)
+    assert states[0] == "no picture for 2 s"
+    lost = [e for e in session.events if e.kind == "signal_lost"]
+    assert [e.name for e in lost] == ["stalled", "stalled"] and all(e.duration_s > 2.0 for e in lost)
+
+
+def test_a_source_at_twice_real_time_is_followed_with_a_bounded_buffer(predictor, tmp_path):
+    port = free_port()
+    pub = Publisher(f"tcp://127.0.0.1:{port}?listen=1", "mpegts", seconds=40, size=(320, 180), speed=2.0)
+    pub.start()
+    cfg = live_config()
+    cfg.sampling.fps = 5.0  # the live default
+    session = start_session(f"tcp://127.0.0.1:{port}", predictor, cfg, tmp_path)
+    try:
+        assert wait_for(lambda: len(frames_of(session)) >= 10, 20)
+        depths = []
+        t0, n0 = time.time(), frames_of(session)[-1].time_s
+        while time.time() < t0 + 6:
+            depths.append(len(session.monitor.buffer))
+            time.sleep(0.1)
+        pace = (frames_of(session)[-1].time_s - n0) / (time.time() - t0)
+    finally:
+        pub.stop()
+        stop_session(session)
+    assert 1.6 < pace < 2.4  # media time follows the source's clock
+    assert max(depths) <= cfg.buffer.capacity
+    times = [r.time_s for r in frames_of(session)]
+    assert np.allclose(np.diff(times[5:]), 0.2, atol=0.05)  # still 5 analysed frames a second of media

@@ -293,3 +293,31 @@ def test_status_line_shows_no_stale_rates_while_a_feed_has_no_picture():
     m.record_result(now - 30.0, 15.0)
     m.record_result(now - 29.9, 15.0)
     assert m.inference_fps == 0.0
+
+
+def state_row(t, state):
+    return FrameResult("s", -1, None, t, 0.0, stream_state=state)
+
+
+def test_each_outage_is_one_signal_lost_event_from_the_gap_to_the_picture_back():
+    det = EventDetector(TASKS, EventConfig(smoothing_s=0.1), "s", Decision(min_duration_s=0.5))
+    events = det.update(state_row(0.0, StreamState.CONNECTING)) + det.update(state_row(0.0, StreamState.LIVE))
+    for i in range(20):
+        events += det.update(result(i * 0.1, 0.05))
+    events += det.update(state_row(1.9, StreamState.LOST)) + det.update(state_row(1.9, StreamState.RECONNECTING))
+    assert events == [] and det.alarms_up() == ["signal_lost"]
+    (up,) = det.ongoing()
+    assert up.kind == "signal_lost" and up.ongoing and up.start_s == pytest.approx(1.9)
+    events += det.update(state_row(1.9, StreamState.RECONNECTING))  # a retry: the same outage
+    events += det.update(state_row(5.4, StreamState.LIVE))
+    (lost,) = events
+    assert (lost.kind, lost.name, lost.start_s, lost.duration_s, lost.ongoing) == ("signal_lost", "lost", 1.9, pytest.approx(3.5), False)
+    assert det.alarms_up() == [] and det.ongoing() == []
+    for i in range(10):
+        assert det.update(result(5.4 + i * 0.1, 0.05)) == []
+    # A stall that the feed's end closes is an outage up to the end; the events list keeps both.
+    assert det.update(state_row(6.3, StreamState.STALLED)) == []
+    (stalled,) = det.update(state_row(8.0, StreamState.ENDED))
+    assert (stalled.name, stalled.start_s, stalled.end_s) == ("stalled", 6.3, 8.0)
+    assert [e.kind for e in det.events] == ["signal_lost", "signal_lost"]
+    assert lost.to_dict()["duration_s"] == 3.5 and lost.to_dict()["thumbnail_jpeg"] is None

@@ -2,7 +2,8 @@
 `serving`: dashboard, demo; `training`: synth, train, evaluate, calibrate, contact-sheet;
 `checking`: check-real, a checkpoint on real footage through the monitor; `deploying`:
 export-onnx). Each command parses and checks its arguments, then calls the package that does the
-work. A user mistake ends with one line on stderr and exit status 2, never a traceback."""
+work. A user mistake ends with one line on stderr and exit status 2, never a traceback; so does
+an output that can no longer be written (exit status 1)."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +14,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from apps.cli import checking, deploying, logs, monitoring, referencing, serving, training  # noqa: E402  (after the analytics switch)
 from apps.cli.common import Parser, UsageError  # noqa: E402
+from monitor.outputs.export import OutputError  # noqa: E402
 
 
 class PrintVersion(argparse.Action):
@@ -54,3 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"scopewatch {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OutputError as e:  # the disk full or the output folder removed mid-run (archive mode's last step)
+        print(f"scopewatch {args.command}: error: {e}", file=sys.stderr)
+        return 1

@@ -8,6 +8,7 @@ from apps.cli.common import (UsageError, add_metrics_args, add_monitor_args, add
                              check_folder, check_writable, open_checked, positive, predictor_for, reference_for,
                              run_config, start_metrics)
 from model.preprocess import too_small
+from monitor.outputs.export import OutputError
 from monitor.outputs.naming import DEFAULT_FOLDER, feed_stem, output_paths
 from monitor.records import StreamState
 
@@ -119,7 +120,8 @@ def cmd_analyze(args) -> int:
         tick(session.monitor.metrics)
         bar.close()
         m = session.monitor.metrics
-        reason = session.monitor.failed or session.monitor.error
+        error = session.monitor.error
+        reason = session.monitor.failed or (str(error) if error else None)
         if m.analysed or not reason:  # a source that never gave a frame has no summary, only its error
             print(f"\n{video}: {m.analysed} frames analysed of {m.decoded} decoded -> {csv_path}, {events_path}")
             print(session.summary_text())
@@ -127,7 +129,10 @@ def cmd_analyze(args) -> int:
             print(f"{reference.reference.describe()} -> {reference.save_to}")
         if source.damage and source.damage.summary():
             print(f"scopewatch analyze: warning: {video}: {source.damage.summary()}", file=sys.stderr)
-        if reason:
+        if isinstance(error, OutputError):  # it says what was kept
+            failures += 1
+            print(f"scopewatch analyze: error: {reason}", file=sys.stderr)
+        elif reason:
             failures += 1
             kept = f"{csv_path} keeps the {m.analysed} frames analysed before it" if m.analysed else \
                 f"nothing analysed ({csv_path} records the attempt)"
@@ -232,6 +237,9 @@ def cmd_watch(args) -> int:
             print(f"{s.reference.reference.describe()} -> {s.reference.save_to}")
         if s.monitor.failed and (refused or not s.timeline.frames_analysed):
             print(f"scopewatch watch: error: {name}: {s.monitor.failed}", file=sys.stderr)
+            failed += 1
+        elif isinstance(s.monitor.error, OutputError):
+            print(f"scopewatch watch: error: {name}: {s.monitor.error}", file=sys.stderr)
             failed += 1
     return 1 if failed == len(sessions) or (failed and not many) else 0
 

@@ -14,7 +14,9 @@ fired them (`Decision.rule`); a muted distortion's events are kept, marked muted
 acknowledge the open episodes (`acknowledge`), and `ongoing` shows them before they close. Besides
 one episode kind per distortion there
 are the cheap checks of broadcast monitors (FFmpeg's blackdetect/freezedetect): quality below a
-threshold, a frozen picture, a black picture. Each event keeps a JPEG thumbnail of its worst frame.
+threshold, a frozen picture, a black picture; and each outage of the feed (the picture lost,
+stalled or reconnecting, until it is back or the feed ends) is one `signal_lost` event, as an NVR
+records its gaps. Each picture event keeps a JPEG thumbnail of its worst frame.
 """
 from __future__ import annotations
 
@@ -32,12 +34,13 @@ from monitor.config import EventConfig
 from monitor.records import FrameResult
 
 log = logging.getLogger("scopewatch.events")
+GAP_STATES = ("stalled", "reconnecting", "lost")  # no picture: an outage, until the feed is back or ends
 
 
 @dataclass
 class Event:
-    kind: str  # "distortion" | "low_quality" | "freeze" | "black"
-    name: str  # the distortion (task) name, or the kind
+    kind: str  # "distortion" | "low_quality" | "freeze" | "black" | "signal_lost"
+    name: str  # the distortion (task) name, the kind, or for signal_lost the state that began it (lost, stalled)
     source_id: str
     start_s: float
     end_s: float
@@ -187,6 +190,7 @@ class EventDetector:
         self.meter = PictureMeter()
         self._frozen_since: float | None = None
         self._black_since: float | None = None
+        self.outage: tuple[float, str, str] | None = None  # (start_s, wallclock, state) of the gap going on
 
     def _alpha(self, t: float) -> float:
         if self.last_time is None or self.cfg.smoothing_s == 0:
@@ -196,11 +200,12 @@ class EventDetector:
     def update(self, r: FrameResult, image: np.ndarray | None = None, picture: Picture | None = None) -> list[Event]:
         """Feed one result (and its analysis frame, or the frame's `Picture` measured elsewhere:
         then events carry no thumbnail); return the events that closed with it."""
+        closed = self._signal(r)
         if not r.analysed:
-            return self.flush(r.time_s) if r.stream_state.value in ("stalled", "reconnecting", "lost", "ended", "failed") else []
+            return closed + (self.flush(r.time_s) if r.stream_state.value in (*GAP_STATES, "ended", "failed") else [])
         a = self._alpha(r.time_s)
         self.last_time = r.time_s
-        closed: list[Event] = self._merge_gaps_passed(r.time_s)
+        closed += self._merge_gaps_passed(r.time_s)
         signals = {t: r.probabilities[t] for t in self.tasks if t in r.probabilities}
         for name, p in signals.items():
             s = self.smoothed[name] = p if name not in self.smoothed else self.smoothed[name] + a * (p - self.smoothed[name])
@@ -217,6 +222,30 @@ class EventDetector:
         if picture is not None:
             closed += self._picture_checks(r, picture, image)
         return closed
+
+    def _signal(self, r: FrameResult) -> list[Event]:
+        """Open an outage at the first row of a gap; close it, as one `signal_lost` event named for
+        the state that began it, at the next picture (or where the feed ends)."""
+        state = r.stream_state.value
+        if state in GAP_STATES:
+            if self.outage is None:
+                self.outage = (r.time_s, r.wallclock, state)
+                log.info("%s: alarm on: signal_lost (%s) at %.1f s", self.source_id, state, r.time_s,
+                         extra={"feed": self.source_id, "alarm": "signal_lost", "change": "on", "time_s": r.time_s})
+            return []
+        if self.outage is None or state == "connecting":
+            return []
+        ev = self._outage_event(r.time_s, ongoing=False)
+        self.outage = None
+        log.info("%s: alarm off: signal_lost after %.1f s", self.source_id, ev.duration_s,
+                 extra={"feed": self.source_id, "alarm": "signal_lost", "change": "off", "time_s": r.time_s})
+        self.events.append(ev)
+        return [ev]
+
+    def _outage_event(self, end_s: float, ongoing: bool) -> Event:
+        start, wallclock, state = self.outage
+        return Event("signal_lost", state, self.source_id, start, end_s, 1.0, 1.0, None, start, 0,
+                     wallclock, ongoing=ongoing)
 
     def _hysteresis(self, key, kind, active, turn_on, turn_off, r, value, image, worse_is_higher) -> list[Event]:
         ep = self.open.get(key)
@@ -290,14 +319,15 @@ class EventDetector:
     def ongoing(self) -> list[Event]:
         """The alarms up now, as events so far (`ongoing`, no repeat flag yet): what a live view lists
         before they close."""
-        return [ep.event("distortion" if key in self.tasks else key, key,
-                         self.source_id, self.cfg.thumbnail_width, self.rules.get(key, ""), False,
-                         ep.muted or self._muted(key), ongoing=True)
-                for key, ep in self._episodes()]
+        outage = [] if self.outage is None else [self._outage_event(self.outage[0], ongoing=True)]
+        return outage + [ep.event("distortion" if key in self.tasks else key, key,
+                                  self.source_id, self.cfg.thumbnail_width, self.rules.get(key, ""), False,
+                                  ep.muted or self._muted(key), ongoing=True)
+                         for key, ep in self._episodes()]
 
     def alarms_up(self) -> list[str]:
         """The names of the alarms up now (what `ongoing` lists, without building their events)."""
-        return [key for key, _ in self._episodes()]
+        return ["signal_lost"] * (self.outage is not None) + [key for key, _ in self._episodes()]
 
     def acknowledge(self, by: str = "") -> list[str]:
         """Acknowledge every alarm up now (they stay in the history, marked); returns their names."""

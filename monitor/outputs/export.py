@@ -1,10 +1,14 @@
 """Writers of the timeline (CSV, one row per analysed frame) and of events (JSON), both durable:
 the CSV is flushed at least every `flush_s` seconds and at every stream-state change, and the
 events file is rewritten atomically as each event closes, so a crash, Ctrl-C or a broken stream
-loses at most the last second."""
+loses at most the last second. A file that can no longer be written (the disk full, a file size
+limit, the file or its folder removed) raises `OutputError`, one line that ends the run; what was
+written before stays."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import logging
@@ -15,13 +19,29 @@ from pathlib import Path
 from monitor.records import FrameResult, csv_columns, csv_row
 
 log = logging.getLogger("scopewatch.outputs")
+WHY = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+       errno.EFBIG: "the file size limit is reached", errno.ENOENT: "its folder was removed",
+       errno.EROFS: "the file system became read-only"}
+
+
+class OutputError(OSError):
+    """An output file that can no longer be written: the run ends with this one line."""
+
+    @classmethod
+    def of(cls, path: Path, error: OSError | None = None, why: str = "") -> "OutputError":
+        """`error` what the write raised, or `why` the file is gone (then nothing of it is left)."""
+        if why:
+            return cls(f"cannot write {path}: {why}")
+        return cls(f"cannot write {path}: {WHY.get(error.errno, error.strerror or str(error))}"
+                   f"{'' if error.errno == errno.ENOENT else '; what was written before is kept'}")
 
 
 class CsvTimelineWriter:
     """Rows are kept until a flush and then written whole, in one write, so that a process killed at
-    any moment leaves a file that ends with a complete row. With `append`, an existing timeline of
-    the same columns is continued (a restarted `watch`), after cutting a partial last line left by a
-    crash; otherwise the file is started afresh."""
+    any moment leaves a file that ends with a complete row; a write the disk takes only in part is
+    cut back to the last whole row. With `append`, an existing timeline of the same columns is
+    continued (a restarted `watch`), after cutting a partial last line left by a crash; otherwise
+    the file is started afresh."""
 
     def __init__(self, path: str | Path, tasks, flush_s: float = 1.0, append: bool = False):
         self.path = Path(path)
@@ -30,7 +50,10 @@ class CsvTimelineWriter:
         self.flush_s = flush_s
         header = _csv_line(csv_columns(self.tasks))
         continued = append and _continue_timeline(self.path, header)
-        self._f = open(self.path, "a" if continued else "w", newline="")
+        # Unbuffered: each flush is one write of whole rows, and nothing is left to write at close.
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if continued else os.O_TRUNC), 0o644)
+        self._whole = os.fstat(self._fd).st_size  # bytes of whole rows on disk
+        self.broken: OutputError | None = None
         self._pending: list[str] = [] if continued else [header]
         self._flush()
         self.rows = 0
@@ -42,17 +65,36 @@ class CsvTimelineWriter:
             self._flush()
 
     def _flush(self) -> None:
-        if self._pending:
-            self._f.write("".join(self._pending))
-            self._pending.clear()
-        self._f.flush()
+        if self.broken:
+            raise self.broken
+        data = "".join(self._pending).encode()
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(self._fd, memoryview(data)[written:])
+            gone = os.fstat(self._fd).st_nlink == 0  # writes to a removed file would vanish unseen
+        except OSError as e:
+            with contextlib.suppress(OSError):  # keep the whole rows the disk took
+                os.ftruncate(self._fd, self._whole + data.rfind(b"\n", 0, written) + 1)
+            self.broken = OutputError.of(self.path, e)
+            raise self.broken from None
+        if gone:
+            self.broken = OutputError.of(self.path, why="it was removed (or its folder) while being written")
+            raise self.broken
+        self._pending.clear()
+        self._whole += len(data)
         self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        if not self._f.closed:
-            self._flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
+        if self._fd < 0:
+            return
+        try:
+            if not self.broken:
+                self._flush()
+                os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def _csv_line(values) -> str:
@@ -114,5 +156,10 @@ class EventsJsonWriter:
 
     def _write(self) -> None:
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps({**self.header, "events": self.events}, indent=1))
-        tmp.replace(self.path)
+        try:
+            tmp.write_text(json.dumps({**self.header, "events": self.events}, indent=1))
+            tmp.replace(self.path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # the last whole file stays in place
+            raise OutputError.of(self.path, e) from None

@@ -321,3 +321,26 @@ def test_each_outage_is_one_signal_lost_event_from_the_gap_to_the_picture_back()
     assert (stalled.name, stalled.start_s, stalled.end_s) == ("stalled", 6.3, 8.0)
     assert [e.kind for e in det.events] == ["signal_lost", "signal_lost"]
     assert lost.to_dict()["duration_s"] == 3.5 and lost.to_dict()["thumbnail_jpeg"] is None
+
+
+def test_a_continued_timeline_drops_a_partial_last_line_and_refuses_other_columns(tmp_path):
+    import csv
+    from monitor.outputs.export import CsvTimelineWriter
+    path = tmp_path / "feed.csv"
+    w = CsvTimelineWriter(path, TASKS)
+    for i in range(3):
+        w.write(result(i * 0.1, 0.5))
+    w.close()
+    whole = path.read_bytes()
+    path.write_bytes(whole + b"0.3,3,2026-")  # a crash mid-row (an older writer, another tool)
+    w = CsvTimelineWriter(path, TASKS, append=True)
+    w.write(result(0.4, 0.7))
+    w.close()
+    rows = list(csv.reader(path.open(newline="")))
+    assert path.read_bytes().startswith(whole) and len(rows) == 5 and len({len(r) for r in rows}) == 1
+    assert [r[0] for r in rows[1:]] == ["0.000", "0.100", "0.200", "0.400"]
+    other = tmp_path / "other.csv"
+    other.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(ValueError, match="other columns"):
+        CsvTimelineWriter(other, TASKS, append=True)
+    assert other.read_text() == "a,b,c\n1,2,3\n"

@@ -48,7 +48,9 @@ class CsvTimelineWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tasks = tuple(tasks)
         self.flush_s = flush_s
-        header = _csv_line(csv_columns(self.tasks))
+        self._line = io.StringIO()  # one formatter for every row
+        self._csv = csv.writer(self._line)
+        header = self._format(csv_columns(self.tasks))
         continued = append and _continue_timeline(self.path, header)
         # Unbuffered: each flush is one write of whole rows, and nothing is left to write at close.
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if continued else os.O_TRUNC), 0o644)
@@ -59,10 +61,16 @@ class CsvTimelineWriter:
         self.rows = 0
 
     def write(self, r: FrameResult) -> None:
-        self._pending.append(_csv_line(csv_row(r, self.tasks)))
+        self._pending.append(self._format(csv_row(r, self.tasks)))
         self.rows += 1
         if not r.analysed or time.monotonic() - self._last_flush >= self.flush_s:
             self._flush()
+
+    def _format(self, values) -> str:
+        self._line.seek(0)
+        self._line.truncate()
+        self._csv.writerow(values)
+        return self._line.getvalue()
 
     def _flush(self) -> None:
         if self.broken:
@@ -97,23 +105,21 @@ class CsvTimelineWriter:
             self._fd = -1
 
 
-def _csv_line(values) -> str:
-    out = io.StringIO()
-    csv.writer(out).writerow(values)
-    return out.getvalue()
-
-
 def _continue_timeline(path: Path, header: str) -> bool:
     """Whether `path` is a timeline with `header` to continue; a partial last line is cut off. A
-    file with other columns is refused (a ValueError): appending would mix two tables."""
+    file with other columns is refused (a ValueError): appending would mix two tables. Reads the
+    header and the tail only: a whole day's timeline is tens of MB."""
     if not path.is_file() or path.stat().st_size == 0:
         return False
     with open(path, "rb+") as f:
-        data = f.read()
-        if not data.startswith(header.encode()):
+        if f.read(len(header.encode())) != header.encode():
             raise ValueError(f"{path} holds a timeline with other columns; move it away or write elsewhere")
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
+        size = f.seek(0, os.SEEK_END)
+        tail_at = max(0, size - 65536)  # far longer than a row
+        f.seek(tail_at)
+        tail = f.read()
+        end = tail_at + tail.rfind(b"\n") + 1
+        if end < size:
             f.truncate(end)
     return True
 

@@ -4,7 +4,7 @@ contract, so no caller repeats a constant."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -65,11 +65,13 @@ class Predictor:
 
     def replace_model(self, model) -> None:
         """Swap in other weights while sources run (the dashboard's weights setting). They must keep
-        the input contract: same tasks (the CSV columns) and same input configuration."""
+        the input contract: same tasks (the CSV columns) and same input configuration, except where
+        the patches go (`placement`: the inputs' shapes stay, the next frames are cut the new way)."""
         if model.tasks != self.tasks:
             raise ValueError(f"those weights detect {', '.join(model.tasks)}, not {', '.join(self.tasks)}")
-        if model.input_cfg != self.input_cfg:
+        if replace(model.input_cfg, placement=self.input_cfg.placement) != self.input_cfg:
             raise ValueError("those weights expect another input configuration (patches, analysis size)")
+        self.input_cfg = model.input_cfg
         self.model = fold_batchnorm(model).to(self.device).to(memory_format=torch.channels_last)
         self.name = getattr(model, "arch", type(model).__name__)
 

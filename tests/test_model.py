@@ -232,3 +232,15 @@ def test_weights_errors_name_the_file_and_what_is_wrong(tmp_path, case, reason):
                         "try:\n    load_predictor(sys.argv[1], 'cpu')\nexcept UsageError as e:\n    print(e, file=sys.stderr)",
                         str(path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.stderr.strip().splitlines() == [message], r.stderr
+
+
+def test_live_weights_may_place_patches_otherwise_but_keep_the_input_shapes(scene_frame):
+    from model.preprocess import InputConfig
+    predictor = Predictor(create_model("scopewatch_lap5_small"), device="cpu")
+    before = predictor.prepare(scene_frame).corners
+    predictor.replace_model(create_model("scopewatch_lap5_small", input_cfg=InputConfig(placement="mixed")))
+    assert predictor.input_cfg.placement == "mixed"
+    after = predictor.prepare(scene_frame)
+    assert after.patches.shape == (8, 64, 64, 3) and not np.array_equal(after.corners, before)
+    with pytest.raises(ValueError, match="another input configuration"):
+        predictor.replace_model(create_model("scopewatch_lap5_small", input_cfg=InputConfig(num_patches=4)))

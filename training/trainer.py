@@ -67,7 +67,7 @@ class TrainConfig:
     # Share of clean frames shown as a smaller picture (192-300 px short side: a low-resolution camera,
     # a downscaled recording) before they are distorted (training.dataset.smaller_picture).
     small_frames: float = 0.0
-    placement: str = "texture"  # where the model's patches go (model.preprocess.InputConfig.placement)
+    placement: str = "mixed"  # where the model's patches go (model.preprocess.InputConfig.placement)
     nuisances: float = 1.0  # how often clean content carries the nuisances of normal surgery (training.nuisances)
     # Generators each distortion may draw (training.distortions); empty: all. A leave-one-generator-out
     # run trains with one left out here and is tested on that one alone.

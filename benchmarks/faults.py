@@ -24,7 +24,6 @@ Prints a table per part, then (last line) one JSON object. --quick: 3 of each, a
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import resource
 import shutil
@@ -38,24 +37,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from helpers import Publisher, Relay, free_port, listening, write_video  # noqa: E402  (the tests' real servers)
+from helpers import (Publisher, Relay, analysed, free_port, listening, timeline_rows,  # noqa: E402  (the tests' real servers)
+                     write_video)
 
 from pipeline import machine  # noqa: E402
 
 
 SIZE = (320, 180)
 PARTS = ("restarts", "kills", "outputs", "sources")
-
-
-def rows(path: Path) -> list[list[str]]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.reader(f))
-
-
-def analysed(table: list[list[str]]) -> list[list[str]]:
-    return [r for r in table[1:] if len(r) > 3 and r[3]]
 
 
 def signal_lost_events(path: Path) -> list[dict]:
@@ -84,30 +73,16 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
 
 
-def first_live_after(path: Path, t: float, timeout: float) -> float | None:
-    """The capture time (the CSV's wallclock) of the first analysed row captured after epoch `t`."""
+def first_row_after(path: Path, t: float, timeout: float, states: tuple[str, ...] = ()) -> float | None:
+    """The capture time (the CSV's wallclock) of the first row written after epoch `t`: an analysed
+    frame's, or with `states` a state row's in one of them."""
     end = time.time() + timeout
     while time.time() < end:
-        table = rows(path)
-        if table:
-            wall = table[0].index("wallclock")
-            times = [datetime.fromisoformat(r[wall]).timestamp() for r in analysed(table)]
-            later = [x for x in times if x > t]
-            if later:
-                return min(later)
-        time.sleep(0.1)
-    return None
-
-
-def first_state_after(path: Path, t: float, states: tuple[str, ...], timeout: float) -> float | None:
-    """The wall time of the first state row in `states` written after epoch `t`."""
-    end = time.time() + timeout
-    while time.time() < end:
-        table = rows(path)
+        table = timeline_rows(path)
         if table:
             state, wall = table[0].index("stream_state"), table[0].index("wallclock")
-            found = [datetime.fromisoformat(r[wall]).timestamp() for r in table[1:] if not r[3] and r[state] in states]
-            later = [x for x in found if x > t]
+            picked = [r for r in table[1:] if not r[3] and r[state] in states] if states else analysed(table)
+            later = [x for x in (datetime.fromisoformat(r[wall]).timestamp() for r in picked) if x > t]
             if later:
                 return min(later)
         time.sleep(0.1)
@@ -117,7 +92,7 @@ def first_state_after(path: Path, t: float, states: tuple[str, ...], timeout: fl
 def wait_rows(path: Path, n: int, timeout: float) -> bool:
     end = time.time() + timeout
     while time.time() < end:
-        if len(analysed(rows(path))) >= n:
+        if len(analysed(timeline_rows(path))) >= n:
             return True
         time.sleep(0.1)
     return False
@@ -186,11 +161,11 @@ def server_restarts(server, n: int, tmp: Path) -> list[dict]:
             time.sleep(2.0)  # an outage
             server.start()
             back = time.time()
-            first = first_live_after(csv_path, back, 30)
+            first = first_row_after(csv_path, back, 30)
             resumed = first is not None
             resume_s = first - back if resumed else None
             time.sleep(1.0)
-            table = rows(csv_path)
+            table = timeline_rows(csv_path)
             state, wall = table[0].index("stream_state"), table[0].index("wallclock")
             when = [(datetime.fromisoformat(r[wall]).timestamp(), r) for r in table[1:]]
             # the outage is in the timeline as state rows, and no analysed row was made up inside it
@@ -222,15 +197,15 @@ def sigkills(n: int, tmp: Path) -> tuple[list[dict], bool]:
         server.start()
         proc = watch(server.url, csv_path, events_path, "--every-frame")
         try:
-            started = wait_rows(csv_path, len(analysed(rows(csv_path))) + 25, 90)
-            seen = rows(csv_path)
+            started = wait_rows(csv_path, len(analysed(timeline_rows(csv_path))) + 25, 90)
+            seen = timeline_rows(csv_path)
             time.sleep(0.5)  # between two flushes
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
         finally:
             proc.kill()
             server.stop()
-        after = rows(csv_path)
+        after = timeline_rows(csv_path)
         parses = bool(after) and all(len(r) == len(after[0]) for r in after)
         kept = after[:len(seen)] == seen
         try:
@@ -242,7 +217,7 @@ def sigkills(n: int, tmp: Path) -> tuple[list[dict], bool]:
                     "events_json_valid": events_ok, "ok": started and parses and kept and events_ok})
         print(f"{i + 1:>4} {str(parses):>11} {str(kept):>17} {str(events_ok):>12}  {'ok' if out[-1]['ok'] else 'FAIL'}",
               flush=True)
-    final = rows(csv_path)
+    final = timeline_rows(csv_path)
     no_duplicates = final.count(final[0]) == 1 and len({tuple(r) for r in final}) == len(final)
     return out, no_duplicates
 
@@ -265,7 +240,7 @@ def output_faults(tmp: Path) -> list[dict]:
     r = subprocess.run([sys.executable, "-m", "apps.cli", "analyze", str(clip), "--every-frame", "--csv", str(csv_path),
                         "--events", str(csv_path.with_suffix(".events.json")), "-q"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=small_disk)
-    kept = rows(csv_path)
+    kept = timeline_rows(csv_path)
     whole = bool(kept) and all(len(row) == len(kept[0]) for row in kept) and csv_path.read_bytes().endswith(b"\n")
     line = one_error_line(r.stderr)
     out.append({"fault": "disk full (analyze)", "exit": r.returncode, "error_line": line,
@@ -310,11 +285,11 @@ def misbehaving_sources(tmp: Path, hold_s: float, fast_s: float) -> list[dict]:
         base = rss_mb(proc.pid)
         for mode, seconds in (("hold", hold_s), ("garbage", 10.0)):
             relay.mode, began = mode, time.time()
-            fired = first_state_after(csv_path, began, ("stalled", "lost"), seconds + 10)
+            fired = first_row_after(csv_path, began, seconds + 10, ("stalled", "lost"))
             time.sleep(max(0.0, began + seconds - time.time()))
             peak = rss_mb(proc.pid)
             relay.mode, back = "pass", time.time()
-            first = first_live_after(csv_path, back, 30)
+            first = first_row_after(csv_path, back, 30)
             out.append({"source": f"{mode} {seconds:g} s", "watchdog_s": None if fired is None else round(fired - began, 2),
                         "resume_s": None if first is None else round(first - back, 2),
                         "rss_growth_mb": round(max(peak, rss_mb(proc.pid)) - base, 1)})
@@ -337,7 +312,7 @@ def misbehaving_sources(tmp: Path, hold_s: float, fast_s: float) -> list[dict]:
         while time.time() < began + fast_s:
             peak = max(peak, rss_mb(proc.pid))
             time.sleep(0.5)
-        table = rows(csv_path)
+        table = timeline_rows(csv_path)
         media = [float(r[0]) for r in analysed(table)]
         wall = table[0].index("wallclock")
         walls = [datetime.fromisoformat(r[wall]).timestamp() for r in analysed(table)]

@@ -157,8 +157,9 @@ def choose_patches(size: tuple[int, int], context: np.ndarray, mask: np.ndarray,
                    rng: np.random.Generator | None = None) -> np.ndarray:
     """K patch corners (x, y) inside the field of view: with texture placement the most detailed
     (by `detail_map` of the context view; ties keep the spread-out order), with grid placement
-    spread out from the centre, with mixed placement half of each. Deterministic without `rng`; with it (training), a random choice among the 1.5 K
-    most detailed (grid placement: among all valid positions), each patch jittered."""
+    spread out from the centre, with mixed placement half of each. Deterministic without `rng`;
+    with it (training), a random choice among the 1.5 K most detailed (grid placement: among all
+    valid positions), each patch jittered."""
     corners = candidate_grid(size, cfg)
     ok = patch_validity(corners, mask, size, cfg) >= 0.9
     pool = corners[ok] if ok.any() else corners  # e.g. a black frame: analyse it anyway

@@ -98,10 +98,9 @@ class Session:
     def finish(self) -> None:
         """Close open episodes and every file; safe to call more than once. A file that can no
         longer be written ends the feed with that error (`monitor.error`), not a traceback."""
-        for close in (self._flush_events, self.csv.close if self.csv else None):
+        for close in [self._flush_events, *([self.csv.close] if self.csv else [])]:
             try:
-                if close:
-                    close()
+                close()
             except OutputError as e:
                 if self.monitor.error is None:
                     self.monitor.fail(e)

@@ -1,6 +1,7 @@
 """Real encoded media for the tests: files written by PyAV and live streams published by PyAV."""
 from __future__ import annotations
 
+import csv
 import http.server
 import json
 import multiprocessing
@@ -112,6 +113,19 @@ def write_audio_only(path: Path) -> Path:
         for p in ast.encode():
             out.mux(p)
     return path
+
+
+def timeline_rows(path: Path) -> list[list[str]]:
+    """A timeline CSV's rows, header first ([] while it does not exist yet)."""
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def analysed(table: list[list[str]]) -> list[list[str]]:
+    """The rows of analysed frames (a state row's probability cells are empty)."""
+    return [r for r in table[1:] if len(r) > 3 and r[3]]
 
 
 def listening(port: int) -> bool:

@@ -1,6 +1,5 @@
 """Faults a monitor on an OR network meets (issue 21), one of each kind, through the real processes
 on loopback. The repeated campaign is the benchmark's job; these pin the behaviour."""
-import csv
 import json
 import signal
 import subprocess
@@ -8,16 +7,7 @@ import sys
 import time
 
 from conftest import ROOT
-from helpers import Publisher, free_port, run_cli
-
-
-def read_rows(path):
-    with open(path, newline="") as f:
-        return list(csv.reader(f))
-
-
-def analysed(rows):
-    return [r for r in rows[1:] if len(r) > 3 and r[3]]
+from helpers import Publisher, analysed, free_port, run_cli, timeline_rows
 
 
 def test_a_killed_watch_leaves_whole_files_and_a_restart_continues_them(tmp_path, tiny_weights):
@@ -32,9 +22,9 @@ def test_a_killed_watch_leaves_whole_files_and_a_restart_continues_them(tmp_path
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 90
-        while time.time() < deadline and not (csv_path.exists() and len(analysed(read_rows(csv_path))) >= 40):
+        while time.time() < deadline and not (csv_path.exists() and len(analysed(timeline_rows(csv_path))) >= 40):
             time.sleep(0.2)
-        flushed = read_rows(csv_path)
+        flushed = timeline_rows(csv_path)
         assert len(analysed(flushed)) >= 40
         time.sleep(0.7)  # mid-run, between flushes
         proc.send_signal(signal.SIGKILL)
@@ -42,7 +32,7 @@ def test_a_killed_watch_leaves_whole_files_and_a_restart_continues_them(tmp_path
     finally:
         proc.kill()
         server.stop()
-    killed = read_rows(csv_path)
+    killed = timeline_rows(csv_path)
     header = killed[0]
     assert all(len(row) == len(header) for row in killed)  # whole rows only: still parseable
     assert killed[:len(flushed)] == flushed  # every row flushed before the kill is kept
@@ -55,7 +45,7 @@ def test_a_killed_watch_leaves_whole_files_and_a_restart_continues_them(tmp_path
     finally:
         server.stop()
     assert r.returncode == 0, r.stderr
-    again = read_rows(csv_path)
+    again = timeline_rows(csv_path)
     assert again[:len(killed)] == killed and len(analysed(again)) > len(analysed(killed))
     assert again.count(header) == 1 and len({tuple(row) for row in again}) == len(again)  # appended, no duplicate
     states = [row[header.index("stream_state")] for row in again[len(killed):]]
@@ -71,7 +61,7 @@ def test_analyze_starts_afresh_and_watch_refuses_a_table_of_other_columns(tmp_pa
         r = run_cli("analyze", str(video), "--csv", str(out), "--events", str(tmp_path / "e.json"),
                     "--weights", str(tiny_weights), "-q")
         assert r.returncode == 0, r.stderr
-    rows = read_rows(out)
+    rows = timeline_rows(out)
     assert rows.count(rows[0]) == 1
     other = tmp_path / "other.csv"
     other.write_text("a,b,c\n1,2,3\n")
@@ -95,7 +85,7 @@ def test_a_full_disk_ends_the_run_in_one_line_and_keeps_whole_rows(tmp_path, tin
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1] == (f"scopewatch analyze: error: cannot write {csv_path}: the file size "
                                                  "limit is reached; what was written before is kept")
-    kept = read_rows(csv_path)
+    kept = timeline_rows(csv_path)
     assert csv_path.stat().st_size <= 8192 and csv_path.read_bytes().endswith(b"\r\n")
     assert all(len(row) == len(kept[0]) for row in kept) and len(analysed(kept)) > 20  # whole rows, up to the limit
 
@@ -114,7 +104,7 @@ def test_the_output_folder_removed_mid_watch_ends_it_in_one_line(tmp_path, tiny_
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
-        while time.time() < deadline and not ((out / "feed.csv").exists() and len(analysed(read_rows(out / "feed.csv"))) >= 5):
+        while time.time() < deadline and not ((out / "feed.csv").exists() and len(analysed(timeline_rows(out / "feed.csv"))) >= 5):
             time.sleep(0.2)
         shutil.rmtree(out)
         removed = time.time()

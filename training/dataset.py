@@ -26,7 +26,7 @@ from training.nuisances import Nuisances
 from training.quality import fr_quality
 
 MIN_SEVERITY = 0.06  # below this a distortion is too faint to be labelled present
-SMALL_SHORT_SIDES = (192, 300)  # short sides of `smaller_picture` (the model needs 64 px; 1080p feeds are analysed at 360)
+SMALL_SHORT_SIDES = (192, 300)  # short sides of `smaller_picture` (feeds are analysed at 360 at most)
 
 
 def draw_severity(rng: np.random.Generator, skew: float) -> float:
@@ -110,8 +110,8 @@ class SynthPatchDataset(IterableDataset):
     def _clean(self, rng: np.random.Generator) -> np.ndarray:
         """A content frame with natural variation that is *not* a distortion: flips, crops, smaller
         pictures of the same view, the scope's own light fall-off, the shading of the scene's relief,
-        and the nuisances of normal surgery (training.nuisances: colour casts, glints, instruments, black borders, lens
-        distortion), so the model takes none of them for a defect."""
+        and the nuisances of normal surgery (training.nuisances: colour casts, glints, instruments,
+        black borders, lens distortion), so the model takes none of them for a defect."""
         frame = self.contents[int(rng.integers(len(self.contents)))].frame_at(float(rng.uniform(0, 60)))
         if rng.random() < 0.5:
             frame = frame[:, ::-1]

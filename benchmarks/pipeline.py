@@ -46,14 +46,15 @@ from training.scene import ProceduralScene
 from training.synth import ClipWriter
 
 
-def make_clip(path: Path, seconds: float, grain: float = 3.0, crf: int = 18) -> Path:
+def make_clip(path: Path, seconds: float, grain: float = 3.0, crf: int = 18, size=(1920, 1080),
+              seed: int = 11) -> Path:
     """A moving procedural scene with sensor grain (`grain` grey levels), H.264 at `crf`. The
-    default, ~24 Mbps, decodes at 80-90 fps here like high-detail 1080p camera footage; without
-    grain the smooth synthetic scene compresses to ~1.6 Mbps and decodes at ~220 fps, faster than
-    any real recording (the 2.3 Mbps web-compressed laparoscopy clips decode at ~146 fps)."""
-    scene = ProceduralScene(11, (1920, 1080))
-    fields = np.random.default_rng(0).normal(0.0, grain, (8, 1080, 1920, 1)).astype(np.float32) if grain else None
-    with ClipWriter(path, (1920, 1080), 25, crf=crf) as w:
+    default, ~24 Mbps at 1080p, decodes at 80-90 fps here like high-detail 1080p camera footage;
+    without grain the smooth synthetic scene compresses to ~1.6 Mbps and decodes at ~220 fps,
+    faster than any real recording (the 2.3 Mbps web-compressed laparoscopy clips decode at ~146 fps)."""
+    scene = ProceduralScene(seed, size)
+    fields = np.random.default_rng(0).normal(0.0, grain, (8, size[1], size[0], 1)).astype(np.float32) if grain else None
+    with ClipWriter(path, size, 25, crf=crf) as w:
         for i in range(int(seconds * 25)):
             frame = scene.frame_at(i / 25)
             if fields is not None:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import json
 import logging
 import math
+import os
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -23,6 +26,7 @@ from typing import Callable, Iterable
 from model.predict import Predictor, load_predictor
 from model.preprocess import analysis_size
 from monitor.config import ScopeWatchConfig
+from monitor.inference import InferenceWorker
 from monitor.outputs.events import EventDetector, Picture, PictureMeter, thumbnail
 from monitor.outputs.export import CsvTimelineWriter, EventsJsonWriter, made_by
 from monitor.outputs.naming import output_paths
@@ -98,8 +102,10 @@ def _chunk_task(chunk: Chunk, cfg: ScopeWatchConfig, weights: str | None, device
     return analyse_chunk(chunk, cfg, _worker_predictor(weights, device))
 
 
-def analyse_chunk(chunk: Chunk, cfg: ScopeWatchConfig, predictor: Predictor) -> ChunkResult:
-    """One chunk's rows and pictures (the lead-in's are dropped)."""
+def analyse_chunk(chunk: Chunk, cfg: ScopeWatchConfig, predictor: Predictor,
+                  worker: InferenceWorker | None = None) -> ChunkResult:
+    """One chunk's rows and pictures (the lead-in's are dropped). `worker`: an inference worker
+    shared with other chunks decoded at the same time (None: its own)."""
     lead = min(LEAD_IN_S, chunk.start_s)
     source = FileSource(chunk.video, start_s=chunk.start_s - lead, end_s=chunk.end_s)
     result = ChunkResult(chunk)
@@ -111,7 +117,7 @@ def analyse_chunk(chunk: Chunk, cfg: ScopeWatchConfig, predictor: Predictor) -> 
         elif image is not None:
             meter(image)  # the lead-in only sets the picture to compare the first frame with
 
-    monitor = Monitor(source, predictor, cfg, sinks=[sink])
+    monitor = Monitor(source, predictor, cfg, sinks=[sink], worker=worker)
     try:
         monitor.start()
     except SourceError as e:
@@ -194,9 +200,28 @@ def write_summary(rows: list[dict], path: Path) -> Path:
 Executor = Callable[[list[Chunk]], Iterable[ChunkResult]]
 
 
-def local_executor(cfg: ScopeWatchConfig, predictor: Predictor) -> Executor:
-    """Chunks one after another in this process, with its model."""
-    return lambda chunks: (analyse_chunk(c, cfg, predictor) for c in chunks)
+def local_executor(cfg: ScopeWatchConfig, predictor: Predictor, at_once: int | None = None) -> Executor:
+    """Chunks in this process, with its model: `at_once` decoded at a time (default: one more than
+    the cores), one inference worker batching the frames of all of them. Decoding releases the
+    GIL, and a decoder often waits (for the buffer, for its own threads): one chunk at a time
+    leaves a core idle (benchmarks/archive.py). Results come back as chunks finish."""
+    at_once = at_once or (os.cpu_count() or 1) + 1
+
+    def run(chunks: list[Chunk]) -> Iterable[ChunkResult]:
+        todo = iter(chunks)
+        worker = InferenceWorker(predictor, cfg.buffer.batch_size, cfg.model.threads)
+        try:
+            with ThreadPoolExecutor(at_once, thread_name_prefix="chunk") as pool:
+                pending = {pool.submit(analyse_chunk, c, cfg, predictor, worker) for c in itertools.islice(todo, at_once)}
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        pending |= {pool.submit(analyse_chunk, c, cfg, predictor, worker) for c in itertools.islice(todo, 1)}
+                        yield future.result()
+        finally:
+            worker.stop()
+
+    return run
 
 
 def ray_executor(address: str | None, cfg: ScopeWatchConfig, weights: str | None, device: str) -> Executor:

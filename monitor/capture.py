@@ -4,6 +4,7 @@ thread, named `capture:<source>`; it meets the inference stage only at the buffe
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ class EndOfFeed(Control):
 
 
 class Sampler:
-    """Keeps frames `1/fps` apart in media time (all frames when fps is None). Works on pts time,
-    so variable frame rate and dropped frames do not skew the rate."""
+    """Keeps the first frame of each `1/fps` slot of media time (all frames when fps is None).
+    Works on pts time, so variable frame rate and dropped frames do not skew the rate, and the
+    slots are fixed in media time: a recording cut into chunks keeps the frames one pass keeps."""
 
     def __init__(self, fps: float | None):
         self.step = None if fps is None else 1.0 / fps
@@ -46,8 +48,7 @@ class Sampler:
         if self.step is None:
             return True
         if self.next_time is None or time_s >= self.next_time - 1e-6:
-            base = time_s if self.next_time is None or time_s - self.next_time > self.step else self.next_time
-            self.next_time = base + self.step
+            self.next_time = (math.floor(time_s / self.step + 1e-6) + 1) * self.step
             return True
         return False
 
@@ -57,9 +58,12 @@ class Sampler:
 
 class CaptureStage:
     def __init__(self, source: FrameSource, buffer: RingBuffer, metrics: PipelineMetrics, fps: float | None,
-                 input_cfg: InputConfig):
+                 input_cfg: InputConfig, skip_unreferenced: bool = True):
+        """`skip_unreferenced`: let the source skip decoding frames that are never kept and that no
+        other frame refers to (`FrameSource.keeping_every`)."""
         self.source, self.buffer, self.metrics, self.input_cfg = source, buffer, metrics, input_cfg
-        self.sampler = Sampler(fps)
+        self.skip_unreferenced = skip_unreferenced
+        self.set_sampling(fps)
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -68,6 +72,7 @@ class CaptureStage:
     def set_sampling(self, fps: float | None) -> None:
         """Analyse `fps` frames per second of media from now on (None: every frame)."""
         self.sampler = Sampler(fps)
+        self.source.keeping_every(1.0 / fps if fps and self.skip_unreferenced else None)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"capture:{self.source.source_id}", daemon=True)

@@ -23,6 +23,9 @@ class SourceConfig:
     reconnect_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0)
     max_reconnects: int | None = None  # None: keep trying while the monitor runs
     rtsp_transport: str = "tcp"  # or "udp"
+    # At a sampled rate, do not decode the frames no other frame refers to (B-frames) when the
+    # analysed frames are far enough apart: they are never analysed and nothing else needs them.
+    skip_unreferenced: bool = True
 
     def __post_init__(self):
         for name in ("open_timeout_s", "read_timeout_s", "stall_s"):

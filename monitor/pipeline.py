@@ -42,7 +42,8 @@ class Monitor:
         self.sinks: list[Sink] = list(sinks or [])
         self.metrics = PipelineMetrics()
         self.buffer = RingBuffer(self.cfg.buffer.capacity, drop_oldest=source.live)
-        self.capture = CaptureStage(source, self.buffer, self.metrics, self.cfg.sampling.fps, predictor.input_cfg)
+        self.capture = CaptureStage(source, self.buffer, self.metrics, self.cfg.sampling.fps, predictor.input_cfg,
+                                    self.cfg.source.skip_unreferenced)
         self.failed: str | None = None
         self._error: BaseException | None = None
         self._own_worker = worker is None

@@ -73,6 +73,12 @@ class SourceInfo:
     duration_s: float | None = None
 
 
+# Encoders put at most 3 frames that nothing refers to (B-frames) between two references: x264's
+# and most hardware encoders' default. With analysed frames at least this many frames apart, a
+# reference always falls between two of them, so decoding only references keeps the sampled rate.
+REFERENCE_SPAN = 4
+
+
 class FrameSource(ABC):
     """live: frames arrive on their own clock and are dropped (oldest first) if analysis falls
     behind; otherwise the source waits for the analysis (back-pressure)."""
@@ -84,12 +90,32 @@ class FrameSource(ABC):
         self.source_id = source_id
         self.info = SourceInfo()
         self.stop_event = threading.Event()
+        self.kept_step_s: float | None = None  # see keeping_every
 
     def open(self) -> None:
         """Check the source can be read (raises SourceError); fills `info`."""
 
     @abstractmethod
     def frames(self) -> Iterator[RawFrame | StateChange]: ...
+
+    def keeping_every(self, step_s: float | None) -> None:
+        """The capture stage keeps one frame per `step_s` of media from now on (None: every frame
+        it gets). A source that decodes with PyAV then skips decoding the frames no other frame
+        refers to, where the codec marks them, when references come often enough (`skips_unreferenced`).
+        The frames it still gives are decoded exactly as before: nothing else depends on the ones skipped."""
+        self.kept_step_s = step_s
+
+    def skips_unreferenced(self) -> bool:
+        fps = self.info.fps
+        return self.kept_step_s is not None and bool(fps) and self.kept_step_s * fps >= REFERENCE_SPAN - 1e-6
+
+    def _apply_skipping(self, codec_context, skipping: bool) -> bool:
+        """Set the decoder to skip unreferenced frames or not, as `skips_unreferenced` says now;
+        `skipping` is its current setting. Returns the new one."""
+        wanted = self.skips_unreferenced()
+        if wanted != skipping:
+            codec_context.skip_frame = "NONREF" if wanted else "DEFAULT"
+        return wanted
 
     def close(self) -> None:
         self.stop_event.set()
@@ -154,6 +180,11 @@ class FileSource(FrameSource):
         self.info = SourceInfo(cc.width, cc.height, float(stream.average_rate) if stream.average_rate else None,
                                cc.name, duration)
 
+    def skips_unreferenced(self) -> bool:
+        # A transport stream's lost frames show only as gaps in its timestamps (Damage), which
+        # skipped frames would imitate: it is decoded whole.
+        return (self.damage is None or self.damage.fps is None) and super().skips_unreferenced()
+
     def frames(self):
         if self.container is None:
             self.open()
@@ -162,7 +193,8 @@ class FileSource(FrameSource):
         start_wall = time.time()
         first_time = None
         index = 0
-        # A chunk starting mid-file numbers its frames as the whole file would (constant frame rate).
+        # A chunk starting mid-file, or frames skipped, number the frames as the whole file would
+        # (constant frame rate).
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         yield StateChange(StreamState.LIVE, self.start_s, start_wall, f"{self.info.codec} {self.info.width}x{self.info.height}")
         if self.start_s > 0 and stream.time_base:  # from the keyframe before, decoding forward
@@ -171,8 +203,11 @@ class FileSource(FrameSource):
         # A transport stream carries no index: FFmpeg drops what it cannot parse without an error,
         # so lost frames show only as a jump in their timestamps and a tail left unread.
         damage = self.damage = Damage(fps if "mpegts" in self.container.format.name else None)
+        skipping, numbered_by_time = False, self.start_s > 0
         try:
             for packet in damage.packets(self.container, stream):
+                skipping = self._apply_skipping(stream.codec_context, skipping)
+                numbered_by_time = numbered_by_time or skipping
                 try:
                     if isinstance(packet, Exception):
                         raise packet
@@ -200,7 +235,7 @@ class FileSource(FrameSource):
                         delay = start_wall + (t - first_time) - time.time()
                         if delay > 0 and self.stop_event.wait(delay):
                             return
-                    number = index if self.start_s == 0 else round((t - origin) * fps)
+                    number = round((t - origin) * fps) if numbered_by_time else index
                     yield RawFrame(number, frame.pts, t, time.time(), frame.width, frame.height, av_frame=frame)
                     index += 1
         except av.error.FFmpegError as e:
@@ -378,23 +413,25 @@ class StreamSource(FrameSource):
             cc = stream.codec_context
             self.info = SourceInfo(cc.width, cc.height, float(stream.average_rate) if stream.average_rate else None, cc.name)
             session_start = None
-            reason, stalled = "end of stream", False
+            reason, stalled, skipping = "end of stream", False, False
             try:
-                for frame in container.decode(stream):
-                    if self.stop_event.is_set():
-                        return
-                    now = time.time()
-                    t = frame.time if frame.time is not None else 0.0
-                    if session_start is None:
-                        # Media time continues on the wall clock across reconnections.
-                        session_start = (now - t0 if last_wall is None else last_time + now - last_wall) - t
-                        if announce_live:
-                            yield StateChange(StreamState.LIVE, session_start + t, now,
-                                              f"{cc.name} {cc.width}x{cc.height}")
-                        ever_live, attempt, announce_live = True, 0, False
-                    last_time, last_wall = session_start + t, now
-                    yield RawFrame(index, frame.pts, last_time, now, frame.width, frame.height, av_frame=frame)
-                    index += 1
+                for packet in container.demux(stream):
+                    skipping = self._apply_skipping(cc, skipping)
+                    for frame in packet.decode():
+                        if self.stop_event.is_set():
+                            return
+                        now = time.time()
+                        t = frame.time if frame.time is not None else 0.0
+                        if session_start is None:
+                            # Media time continues on the wall clock across reconnections.
+                            session_start = (now - t0 if last_wall is None else last_time + now - last_wall) - t
+                            if announce_live:
+                                yield StateChange(StreamState.LIVE, session_start + t, now,
+                                                  f"{cc.name} {cc.width}x{cc.height}")
+                            ever_live, attempt, announce_live = True, 0, False
+                        last_time, last_wall = session_start + t, now
+                        yield RawFrame(index, frame.pts, last_time, now, frame.width, frame.height, av_frame=frame)
+                        index += 1
             except (av.error.FFmpegError, OSError) as e:
                 # The read timeout interrupts FFmpeg (AVERROR_EXIT): connected, but no picture arrives.
                 stalled = isinstance(e, (av.error.ExitError, TimeoutError))

@@ -80,8 +80,11 @@ def test_find_videos_searches_folders_and_refuses_colliding_names(archive, tmp_p
         find_videos([tmp_path / "missing"])
 
 
-def test_chunked_analysis_writes_what_one_pass_writes_events_included(tmp_path):
-    """A clip with scheduled episodes, cut into 1.5 s chunks: same rows, same events."""
+@pytest.mark.parametrize("sampling", [["--every-frame"], []])
+def test_chunked_analysis_writes_what_one_pass_writes_events_included(tmp_path, sampling):
+    """A clip with scheduled episodes, cut into 1.5 s chunks decoded three at a time: same rows,
+    same events, analysing every frame and at the default sampling (frames nothing refers to
+    skipped: the 0.2 s slots are fixed in media time, so chunks keep what one pass keeps)."""
     from model.predict import load_predictor
     from training.demo import DemoFeed
     from training.synth import ClipWriter
@@ -89,13 +92,13 @@ def test_chunked_analysis_writes_what_one_pass_writes_events_included(tmp_path):
     with ClipWriter(clip, (640, 360), 25) as w:
         for _, frame in DemoFeed(10):
             w.write(frame)
-    ref_csv, ref_events = local_analyze(clip, None, "--every-frame")
+    ref_csv, ref_events = local_analyze(clip, None, *sampling)
     assert json.loads(ref_events.read_text())["events"]  # there is something to compare
     out = tmp_path / "out"
-    cfg = every_frame_config()
+    cfg = every_frame_config() if sampling else ScopeWatchConfig()
     predictor = load_predictor()
-    rows = analyse_archive([clip], out, cfg, predictor, local_executor(cfg, predictor), chunk_s=1.5)
-    assert rows[0]["status"] == "ok" and rows[0]["frames"] == 250
+    rows = analyse_archive([clip], out, cfg, predictor, local_executor(cfg, predictor, at_once=3), chunk_s=1.5)
+    assert rows[0]["status"] == "ok" and rows[0]["frames"] == (250 if sampling else 50)
     assert_same_csv(ref_csv, out / "episodes.mp4.scopewatch.csv")
     same_events(ref_events, out / "episodes.mp4.scopewatch.events.json")
 

@@ -72,6 +72,37 @@ def test_sampling_by_media_time(tmp_path, predictor):
     assert s.monitor.metrics.decoded == 50
 
 
+def decoded(source: FileSource, step_s: float | None) -> dict[int, np.ndarray]:
+    source.open()
+    source.keeping_every(step_s)
+    return {f.pts: f.av_frame.to_ndarray(format="rgb24") for f in source.frames() if not hasattr(f, "state")}
+
+
+def test_sampled_recordings_skip_only_the_frames_nothing_refers_to(tmp_path, predictor):
+    """x264's default B-frames: at 5 analysed frames a second they are not decoded; what is
+    decoded is bit for bit what a full decode gives, and every 0.2 s slot still has its row."""
+    path = write_video(tmp_path / "b.mp4", n=50, options={"preset": "veryfast", "bf": "3"})  # 2 s
+    whole, refs = decoded(FileSource(path), None), decoded(FileSource(path), 0.2)
+    assert len(whole) == 50 and 15 < len(refs) < 40  # I and P frames only
+    assert all(np.array_equal(frame, whole[pts]) for pts, frame in refs.items())
+    s = analyse(path, predictor, fps=5)
+    rows = [r for r in s.timeline.snapshot() if r.analysed]
+    assert [int(r.time_s / 0.2 + 1e-6) for r in rows] == list(range(10))
+    assert s.monitor.metrics.decoded == len(refs)
+    assert [r.frame_index for r in rows] == [round(r.time_s * 25) for r in rows]  # numbered as in the file
+    assert len(decoded(FileSource(path), 0.1)) == 50  # 2.5 frames apart: a reference might not fall between
+
+
+def test_a_transport_stream_recording_is_decoded_whole(tmp_path, predictor):
+    """Its lost frames are found by gaps in the timestamps, which skipped frames would imitate."""
+    path = write_video(tmp_path / "b.ts", n=50, options={"preset": "veryfast", "bf": "3"})
+    assert len(decoded(FileSource(path), 0.2)) == 50
+    s = analyse(path, predictor, fps=5)
+    slots = [int(r.time_s / 0.2 + 1e-6) for r in s.timeline.snapshot() if r.analysed]
+    assert slots == list(range(slots[0], slots[0] + len(slots))) and len(slots) >= 10  # its times start at 1.4 s
+    assert s.monitor.failed is None and s.monitor.metrics.decoded == 50
+
+
 def test_audio_track_is_ignored(tmp_path, predictor):
     path = write_video(tmp_path / "av.mp4", n=10, audio=True)
     assert sum(r.analysed for r in analyse(path, predictor).timeline.snapshot()) == 10

@@ -58,9 +58,12 @@ def test_sampler_keeps_frames_by_media_time():
     times = np.arange(0, 2, 0.04)
     kept = [t for t in times if s.keep(t)]
     assert len(kept) == 10 and np.allclose(np.diff(kept), 0.2, atol=0.01)
-    vfr = [0.0, 0.05, 0.5, 0.55, 0.61, 1.9]
+    vfr = [0.0, 0.05, 0.5, 0.55, 0.61, 1.9]  # the first frame of each 0.2 s slot that has one
     s = Sampler(5.0)
-    assert [t for t in vfr if s.keep(t)] == [0.0, 0.5, 1.9]
+    assert [t for t in vfr if s.keep(t)] == [0.0, 0.5, 0.61, 1.9]
+    s = Sampler(5.0)  # slots are fixed in media time: from mid-recording on, what one pass keeps
+    late = [t for t in times[23:] if s.keep(t)]  # from 0.92 s
+    assert late[0] == times[23] and np.allclose(late[1:], [t for t in kept if t > 0.99])
     assert all(Sampler(None).keep(t) for t in times)
 
 

@@ -1,11 +1,13 @@
 """Archive throughput: hours of footage analysed per hour of wall time at the default sampling (5
 analysed frames/s), the way recordings were analysed before and now, side by side in one run;
-then on a local Ray instance.
+then on a local Ray instance. Locally, each kind adds one change to the one before it:
 
-* local before: one chunk at a time, every frame decoded;
-* local skip: frames that no other frame refers to are not decoded (`source.skip_unreferenced`);
-* local now (the defaults): that, and one more chunk decoded at a time than the machine has cores,
-  all feeding one inference worker;
+* before: one chunk at a time, every frame decoded, the model in float32 (as up to synth_v12);
+* skip: frames that no other frame refers to are not decoded (`source.skip_unreferenced`);
+* at_once: one more chunk decoded at a time than the machine has cores, all feeding one inference
+  worker (`monitor.archive.local_executor`);
+* now (the monitor's defaults): the model in bfloat16 where the CPU does it natively (`model.precision`
+  auto; `--precision` to choose);
   each the median of --runs runs, taken in turn; `speedup_*` divide before's wall time by theirs;
 * CPU seconds of each (every thread of the process), and of decoding alone as now (references
   decoded, kept frames converted): its share of now's CPU is the floor of this approach;
@@ -22,8 +24,8 @@ x264's default B-frames, like high-detail camera footage (benchmarks/pipeline.py
 gives the smooth scene, which decodes faster than any real recording. `--videos-from DIR` measures
 recordings of your own instead. Prints a table, then one JSON line.
 
-    python benchmarks/archive.py [--videos 4] [--seconds 60] [--size 1280x720] [--runs 3]
-                                 [--grain 3] [--videos-from DIR] [--chunk-s 30] [--workers 2] [--no-ray]
+    python benchmarks/archive.py [--videos 4] [--seconds 60] [--size 1280x720] [--runs 3] [--grain 3]
+                                 [--videos-from DIR] [--chunk-s 30] [--precision auto] [--workers 2] [--no-ray]
 """
 from __future__ import annotations
 
@@ -136,9 +138,11 @@ def main():
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="Ray CPUs (workers) on this machine")
     ap.add_argument("--chunk-s", type=float, default=30.0)
     ap.add_argument("--no-ray", action="store_true", help="local runs only")
+    ap.add_argument("--precision", default=ScopeWatchConfig().model.precision, choices=("auto", "float32", "bfloat16"),
+                    help="the model's arithmetic (default: the monitor's, auto)")
     args = ap.parse_args()
     size = tuple(int(x) for x in args.size.split("x"))
-    predictor = load_predictor()
+    predictor = load_predictor(precision=args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.videos_from:
@@ -149,15 +153,16 @@ def main():
             videos = make_videos(tmp / "videos", args.videos, args.seconds, size, args.grain)
             clip = f"{args.videos} x {args.seconds:g} s, {args.size}, grain {args.grain:g}, crf 18"
         footage_s = sum(duration(v) for v in videos)
-        # before: one chunk at a time, every frame decoded (as up to synth_v12); skip: unreferenced
-        # frames not decoded; now: that and several chunks decoded at once (the defaults).
-        kinds = {"before": (False, 1), "skip": (True, 1), "now": (True, None)}
+        # Each kind adds one change to the one before it; `now` is the monitor's defaults.
+        exact = load_predictor(precision="float32")
+        kinds = {"before": (False, 1, exact), "skip": (True, 1, exact), "at_once": (True, None, exact),
+                 "now": (True, None, predictor)}
         walls, cpus = {kind: [] for kind in kinds}, {kind: [] for kind in kinds}
         for run in range(args.runs):
-            for kind, (skip, at_once) in kinds.items():
+            for kind, (skip, at_once, model) in kinds.items():
                 cfg = config(skip)
-                executor = local_executor(cfg, predictor, at_once)
-                w, c = timed(videos, tmp / f"{kind}{run}", cfg, predictor, executor, args.chunk_s)
+                executor = local_executor(cfg, model, at_once)
+                w, c = timed(videos, tmp / f"{kind}{run}", cfg, model, executor, args.chunk_s)
                 walls[kind].append(w)
                 cpus[kind].append(c)
         wall = {kind: statistics.median(w) for kind, w in walls.items()}
@@ -167,14 +172,13 @@ def main():
         step_s = 1.0 / fps
         agree = agreement([(output_paths(v, tmp / "before0").csv, output_paths(v, tmp / "now0").csv) for v in videos],
                           predictor.tasks, step_s)
-        out = {"machine": machine(), "videos": clip, "footage_s": round(footage_s, 1), "runs": args.runs,
+        out = {"machine": machine(), "precision": predictor.precision, "videos": clip, "footage_s": round(footage_s, 1), "runs": args.runs,
                **{f"local_{kind}_wall_s": round(w, 2) for kind, w in wall.items()},
                **{f"local_{kind}_footage_h_per_h": round(footage_s / w, 1) for kind, w in wall.items()},
                **{f"local_{kind}_cpu_s": round(c, 1) for kind, c in cpu.items()},
                "now_decoding_cpu_s": round(decoding, 1),
                "now_decoding_share_of_cpu": round(decoding / cpu["now"], 2),
-               "speedup_skip": round(wall["before"] / wall["skip"], 2),
-               "speedup_now": round(wall["before"] / wall["now"], 2),
+               **{f"speedup_{kind}": round(wall["before"] / w, 2) for kind, w in wall.items() if kind != "before"},
                **{f"agreement_{k}": v for k, v in agree.items()}}
         if not args.no_ray:
             import ray

@@ -1,7 +1,7 @@
 """Per-frame cost of the model on this machine: a 1080p frame in, a Prediction out, patch
 extraction included (target: well under 20 ms on the 2-core CPU). Prints a table, then one JSON line.
 
-    python benchmarks/model_speed.py [--weights W] [--device auto|cpu|cuda] [--repeat 30]
+    python benchmarks/model_speed.py [--weights W] [--device auto|cpu|cuda] [--precision float32] [--repeat 30]
 """
 from __future__ import annotations
 
@@ -19,23 +19,22 @@ from training.scene import ProceduralScene
 from timing import median_ms
 
 
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="float32", choices=("auto", "float32", "bfloat16"))
     ap.add_argument("--repeat", type=int, default=30)
     args = ap.parse_args()
     path = args.weights or weights_path(DEFAULT_MODEL)
     model = load_checkpoint(path) if os.path.exists(path) else create_model(DEFAULT_MODEL)
     frame = ProceduralScene(0, (1920, 1080)).frame_at(0.0)
-    out = {"device": None, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    out = {"device": None, "precision": None, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     print(f"{'threads':>7} {'extract 1080p':>14} {'model b=1':>10} {'model b=8/frame':>16} {'total b=1':>10} {'patches/s':>10}")
     for threads in sorted({1, os.cpu_count() or 1}):
         torch.set_num_threads(threads)
-        pred = Predictor(model, args.device)
-        out["device"] = str(pred.device)
+        pred = Predictor(model, args.device, args.precision)
+        out["device"], out["precision"] = str(pred.device), pred.precision
         inputs = pred.prepare(frame)
         extract_ms = median_ms(lambda: pred.prepare(frame), args.repeat)
         one = median_ms(lambda: pred.predict_inputs([inputs]), args.repeat)

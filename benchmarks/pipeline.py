@@ -170,7 +170,7 @@ def machine() -> str:
 
 
 def benchmark(args) -> dict:
-    predictor = load_predictor(args.weights, args.device)
+    predictor = load_predictor(args.weights, args.device, args.precision)
     clip_s, live_s = (8.0, 15.0) if args.quick else (20.0, 60.0)
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_clip(Path(tmp) / "bench_1080p.mp4", clip_s, args.grain, args.crf)
@@ -180,7 +180,8 @@ def benchmark(args) -> dict:
         for i in range(args.runs):
             runs.append(one_run(clip, live_clip, predictor))
             print(f"run {i + 1}/{args.runs}: " + ", ".join(f"{k} {v:.1f}" for k, v in runs[-1].items()), flush=True)
-    out = {"machine": machine(), "device": str(predictor.device), "runs": args.runs, "clip_seconds": clip_s,
+    out = {"machine": machine(), "device": str(predictor.device), "precision": predictor.precision,
+           "runs": args.runs, "clip_seconds": clip_s,
            "live_seconds": live_s, "clip": f"grain {args.grain:g}, crf {args.crf}, {mbps:.1f} Mbps"}
     for k in runs[0]:
         v = (max if k == "peak_rss_mb" else statistics.median)(r[k] for r in runs)
@@ -189,7 +190,7 @@ def benchmark(args) -> dict:
 
 
 def soak(args) -> dict:
-    predictor = load_predictor(args.weights, args.device)
+    predictor = load_predictor(args.weights, args.device, args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_clip(Path(tmp) / "bench_1080p.mp4", 60.0, args.grain, args.crf)
         long = remux_looped(clip, Path(tmp) / "soak_1080p.mp4", args.soak_minutes)
@@ -234,6 +235,8 @@ def main():
     ap.add_argument("--runs", type=int, default=None, help="runs to take the median of (default 3; 1 with --quick)")
     ap.add_argument("--weights", help="checkpoint (default: the shipped weights)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--precision", default=ScopeWatchConfig().model.precision, choices=("auto", "float32", "bfloat16"),
+                    help="the model's arithmetic (default: the monitor's, auto)")
     ap.add_argument("--markdown", type=Path, help="also write the figures as a Markdown table here")
     ap.add_argument("--grain", type=float, default=3.0, help="sensor grain of the test clip, grey levels (0: none)")
     ap.add_argument("--crf", type=int, default=18, help="H.264 quality of the test clip (default 18)")

@@ -37,6 +37,29 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX, through oneDNN)."""
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The arithmetic the network runs in. `auto`: bfloat16 on a CPU that does it natively (a
+    sixth faster in batches; presence probabilities move by under 0.01), else float32.
+    Training, calibration and the shipping rule keep float32, so that weights are chosen alike on
+    every machine."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    if precision == "bfloat16" and not native_bfloat16(device):
+        raise ValueError(f"bfloat16 asked for, but this {device.type.upper()} has no native bfloat16 "
+                         "(use --precision float32)")
+    return precision
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of `model` for inference with every BatchNorm folded into the conv before it: the
     statistics are frozen at inference, so the normalisation is one more per-channel affine map,
@@ -56,8 +79,9 @@ def collate(inputs: Sequence[FrameInputs]) -> dict[str, torch.Tensor]:
 
 
 class Predictor:
-    def __init__(self, model, device: str = "auto"):
+    def __init__(self, model, device: str = "auto", precision: str = "float32"):
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.model = fold_batchnorm(model).to(self.device).to(memory_format=torch.channels_last)
         self.tasks = model.tasks
         self.input_cfg = model.input_cfg
@@ -83,7 +107,9 @@ class Predictor:
         """The network's raw outputs for a batch (float32, on the CPU): what `predict_inputs` turns
         into predictions, and what training.calibrate fits its decision layer on."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in collate(inputs).items()}
-        return {k: v.float().cpu() for k, v in self.model(**batch, patch_map=patch_map).items()}
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+            out = self.model(**batch, patch_map=patch_map)
+        return {k: v.float().cpu() for k, v in out.items()}
 
     def predict_inputs(self, inputs: Sequence[FrameInputs], with_nss: bool = False,
                        with_map: bool = False) -> list[Prediction]:
@@ -109,9 +135,9 @@ class Predictor:
         return self.predict_inputs([self.prepare(f) for f in frames], with_nss, with_map)
 
 
-def load_predictor(weights=None, device: str = "auto") -> Predictor:
+def load_predictor(weights=None, device: str = "auto", precision: str = "float32") -> Predictor:
     """A ready predictor from a checkpoint path, or the shipped default weights when None."""
     from model.checkpoint import load_checkpoint
     from model.factory import DEFAULT_MODEL, weights_path
 
-    return Predictor(load_checkpoint(weights or weights_path(DEFAULT_MODEL)), device)
+    return Predictor(load_checkpoint(weights or weights_path(DEFAULT_MODEL)), device, precision)

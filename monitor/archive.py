@@ -93,13 +93,13 @@ def plan(video: Path, chunk_s: float) -> list[Chunk]:
 
 
 @functools.lru_cache(maxsize=2)
-def _worker_predictor(weights: str | None, device: str) -> Predictor:
-    return load_predictor(weights, device)  # once per Ray worker process, reused by its tasks
+def _worker_predictor(weights: str | None, device: str, precision: str) -> Predictor:
+    return load_predictor(weights, device, precision)  # once per Ray worker process, reused by its tasks
 
 
 def _chunk_task(chunk: Chunk, cfg: ScopeWatchConfig, weights: str | None, device: str) -> ChunkResult:
     """The Ray task: the model comes from the checkpoint path, loaded in the worker."""
-    return analyse_chunk(chunk, cfg, _worker_predictor(weights, device))
+    return analyse_chunk(chunk, cfg, _worker_predictor(weights, device, cfg.model.precision))
 
 
 def analyse_chunk(chunk: Chunk, cfg: ScopeWatchConfig, predictor: Predictor,

@@ -96,7 +96,7 @@ def test_chunked_analysis_writes_what_one_pass_writes_events_included(tmp_path, 
     assert json.loads(ref_events.read_text())["events"]  # there is something to compare
     out = tmp_path / "out"
     cfg = every_frame_config() if sampling else ScopeWatchConfig()
-    predictor = load_predictor()
+    predictor = load_predictor(precision=cfg.model.precision)  # as the CLI's
     rows = analyse_archive([clip], out, cfg, predictor, local_executor(cfg, predictor, at_once=3), chunk_s=1.5)
     assert rows[0]["status"] == "ok" and rows[0]["frames"] == (250 if sampling else 50)
     assert_same_csv(ref_csv, out / "episodes.mp4.scopewatch.csv")

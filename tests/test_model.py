@@ -4,7 +4,7 @@ import torch
 
 from model import CheckpointError, Predictor, create_model, list_models, load_checkpoint, save_checkpoint
 from model.checkpoint import read_checkpoint
-from model.predict import resolve_device
+from model.predict import native_bfloat16, resolve_device, resolve_precision
 from model.tasks import DEFAULT_TASKS
 
 from conftest import ROOT
@@ -174,6 +174,35 @@ def test_shipped_weights_give_the_same_answers_on_cuda_and_cpu(scene_frame):
     for a, b in zip(cpu.predict(frames), gpu.predict(frames)):
         assert a.probabilities == pytest.approx(b.probabilities, abs=2e-3)
         assert a.quality == pytest.approx(b.quality, abs=0.05)
+
+
+@pytest.mark.skipif(not native_bfloat16(torch.device("cpu")), reason="needs a CPU with native bfloat16")
+def test_bfloat16_on_the_cpu_gives_the_float32_answers_within_a_hundredth(scene_frame):
+    from model import load_predictor
+    from training.distortions import create_distortion
+    smoke = create_distortion("smoke")
+    frames = [scene_frame, smoke.apply(scene_frame, 0.6, smoke.sample_params(np.random.default_rng(0))),
+              scene_frame[::-1].copy(), scene_frame[:, ::-1].copy()]
+    exact, half = load_predictor(device="cpu"), load_predictor(device="cpu", precision="auto")
+    assert (exact.precision, half.precision) == ("float32", "bfloat16")
+    for a, b in zip(exact.predict(frames, with_map=True), half.predict(frames, with_map=True)):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=0.01) and a != b
+        assert a.quality == pytest.approx(b.quality, abs=0.5)
+        assert all(np.allclose(a.patch_map[t], b.patch_map[t], atol=0.02) for t in a.patch_map)
+
+
+def test_precision_settings_are_checked():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bfloat16" if native_bfloat16(cpu) else "float32")
+    assert resolve_precision("float32", cpu) == "float32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("half", cpu)
+    if not native_bfloat16(cpu):
+        with pytest.raises(ValueError, match="no native bfloat16"):
+            resolve_precision("bfloat16", cpu)
+    from monitor.config import ModelConfig
+    with pytest.raises(ValueError, match="precision must be"):
+        ModelConfig(precision="fp16")
 
 
 def test_the_patch_map_says_where_a_half_frame_distortion_is(scene_frame):

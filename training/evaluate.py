@@ -98,7 +98,7 @@ def evaluate(predictor: Predictor, data: Path, frames_per_clip: int = 8, progres
     if all(q is not None for q in targets):
         report["quality"] = quality_metrics(np.array(quals), np.array(targets))
     report["frames_per_s"] = clips["frames"] / clips["seconds"] if clips["seconds"] else float("nan")
-    report["device"] = str(predictor.device)
+    report["device"], report["precision"] = str(predictor.device), predictor.precision
     return report
 
 
@@ -107,7 +107,8 @@ def markdown(report: dict, title: str = "ScopeWatch evaluation") -> str:
         return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
 
     lines = [f"# {title}", "", f"Data: `{report['data']}` — {report['clips']} clips, {report['frames_per_clip']} "
-             f"frames per clip; model `{report['model']}` on {report['device']}.", "",
+             f"frames per clip; model `{report['model']}` on {report['device']} "
+             f"({report.get('precision', 'float32')}).", "",
              "| metric | value |", "|---|---|",
              f"| micro-F1 (all clips) | {f(report['micro_f1'])} |",
              f"| micro-F1 (single-distortion clips) | {f(report['micro_f1_single'])} |",

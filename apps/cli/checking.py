@@ -125,7 +125,8 @@ def cmd_ship(args) -> int:
     progress = not args.quiet
 
     def scored(weights: Path, reference: dict | None) -> tuple[dict, dict]:
-        run = replace(cfg, model=replace(cfg.model, weights=str(weights)))
+        # float32 whatever the machine: the same checkpoint is chosen on every one
+        run = replace(cfg, model=replace(cfg.model, weights=str(weights), precision="float32"))
         predictor = predictor_for(run)
         val = check_real("val", args.data, predictor, run, progress)
         synthetic = evaluate(predictor, args.testset, progress=progress)

@@ -83,8 +83,12 @@ def add_weights_args(p, required: bool = False) -> None:
                    help="checkpoint (the trainer's best.pt)" if required else "checkpoint (default: the shipped weights)")
 
 
-def add_device_arg(p) -> None:
+def add_device_arg(p, precision: str = "auto") -> None:
+    """--device, and --precision whose default is `precision` (auto: the monitor's setting)."""
     p.add_argument("--device", choices=DEVICES, help="where the model runs (default auto: CUDA when present)")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
+                   help=f"the model's arithmetic (default {precision}" +
+                        (": bfloat16 on a CPU that does it natively, else float32)" if precision == "auto" else ")"))
 
 
 def add_monitor_args(p) -> None:
@@ -168,25 +172,26 @@ def run_config(args, mode: str, **given) -> ScopeWatchConfig:
     for key, attr in (("model.weights", "weights"), ("output.webhook", "webhook")):
         if getattr(args, attr, None) is not None:
             cli[key] = str(getattr(args, attr))
-    if getattr(args, "device", None) is not None:
-        cli["model.device"] = args.device
+    for key, attr in (("model.device", "device"), ("model.precision", "precision")):
+        if getattr(args, attr, None) is not None:
+            cli[key] = getattr(args, attr)
     try:
         return build_config(mode, getattr(args, "config", None), cli)
     except ConfigError as e:
         raise UsageError(f"--config: {e}" if getattr(args, "config", None) else str(e)) from None
 
 
-def load_predictor(weights, device):
+def load_predictor(weights, device, precision: str | None = None):
     from model import CheckpointError
     from model import load_predictor as load
     try:
-        return load(weights, device or "auto")
+        return load(weights, device or "auto", precision or "float32")
     except (CheckpointError, ValueError) as e:
         raise UsageError(str(e)) from None
 
 
 def predictor_for(cfg: ScopeWatchConfig):
-    return load_predictor(cfg.model.weights, cfg.model.device)
+    return load_predictor(cfg.model.weights, cfg.model.device, cfg.model.precision)
 
 
 def open_checked(uri: str, cfg: ScopeWatchConfig):

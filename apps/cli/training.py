@@ -98,7 +98,7 @@ def cmd_evaluate(args) -> int:
     from training.labels import LabelError
     if not args.data.exists():
         raise UsageError(f"{args.data}: no such folder")
-    predictor = load_predictor(args.weights, args.device)
+    predictor = load_predictor(args.weights, args.device, args.precision)
     try:
         report = evaluate(predictor, args.data, args.frames_per_clip, progress=not args.quiet)
     except (LabelError, ValueError, OSError) as e:
@@ -201,7 +201,7 @@ def register(sub) -> None:
                                    "and throughput, as JSON and Markdown.")
     p.add_argument("data", type=Path, help="folder with labels.csv (or an LVQ labels CSV) and its clips")
     add_weights_args(p)
-    add_device_arg(p)
+    add_device_arg(p, precision="float32")
     p.add_argument("--out", type=Path, help="report folder (default DATA/evaluation)")
     add_clip_data_args(p)
     p.set_defaults(run=cmd_evaluate)

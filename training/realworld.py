@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     if not args.data.is_dir():
         print(f"realworld: error: {args.data}: no such folder (the evaluation data is not on this machine)", file=sys.stderr)
         return 2
-    report = run(load_predictor(args.weights, "auto"), args.data)
+    report = run(load_predictor(args.weights, "auto", "auto"), args.data)  # the monitor's default device and precision
     text = json.dumps(report, indent=1)
     if args.out:
         args.out.write_text(text)

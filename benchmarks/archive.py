@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.predict import load_predictor
+from model.predict import PRECISIONS, load_predictor
 from model.preprocess import analysis_size
 from monitor.archive import analyse_archive, find_videos, local_executor, ray_executor
 from monitor.capture import Sampler
@@ -138,7 +138,7 @@ def main():
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="Ray CPUs (workers) on this machine")
     ap.add_argument("--chunk-s", type=float, default=30.0)
     ap.add_argument("--no-ray", action="store_true", help="local runs only")
-    ap.add_argument("--precision", default=ScopeWatchConfig().model.precision, choices=("auto", "float32", "bfloat16"),
+    ap.add_argument("--precision", default=ScopeWatchConfig().model.precision, choices=PRECISIONS,
                     help="the model's arithmetic (default: the monitor's, auto)")
     args = ap.parse_args()
     size = tuple(int(x) for x in args.size.split("x"))

@@ -14,7 +14,7 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.factory import DEFAULT_MODEL, create_model, weights_path
-from model.predict import Predictor
+from model.predict import PRECISIONS, Predictor
 from training.scene import ProceduralScene
 from timing import median_ms
 
@@ -23,7 +23,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--precision", default="float32", choices=("auto", "float32", "bfloat16"))
+    ap.add_argument("--precision", default="float32", choices=PRECISIONS)
     ap.add_argument("--repeat", type=int, default=30)
     args = ap.parse_args()
     path = args.weights or weights_path(DEFAULT_MODEL)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from av.filter import Graph
 
-from model.predict import load_predictor
+from model.predict import PRECISIONS, load_predictor
 from model.preprocess import analysis_size
 from monitor.config import ScopeWatchConfig
 from monitor.session import Session
@@ -235,7 +235,7 @@ def main():
     ap.add_argument("--runs", type=int, default=None, help="runs to take the median of (default 3; 1 with --quick)")
     ap.add_argument("--weights", help="checkpoint (default: the shipped weights)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--precision", default=ScopeWatchConfig().model.precision, choices=("auto", "float32", "bfloat16"),
+    ap.add_argument("--precision", default=ScopeWatchConfig().model.precision, choices=PRECISIONS,
                     help="the model's arithmetic (default: the monitor's, auto)")
     ap.add_argument("--markdown", type=Path, help="also write the figures as a Markdown table here")
     ap.add_argument("--grain", type=float, default=3.0, help="sensor grain of the test clip, grey levels (0: none)")

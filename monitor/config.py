@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from model.decision import Decision
+from model.predict import PRECISIONS
 
 
 @dataclass
@@ -72,8 +73,8 @@ class ModelConfig:
     precision: str = "auto"
 
     def __post_init__(self):
-        if self.precision not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"precision must be auto, float32 or bfloat16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from model.tasks import DEFAULT_TASKS
 from monitor.config import ScopeWatchConfig
 from monitor.records import csv_columns
 from monitor.session import Session
-from monitor.sources import FileSource, SourceError, open_source
+from monitor.sources import FileSource, RawFrame, SourceError, open_source
 
 from helpers import run_cli, write_audio_only, write_video
 
@@ -75,7 +75,7 @@ def test_sampling_by_media_time(tmp_path, predictor):
 def decoded(source: FileSource, step_s: float | None) -> dict[int, np.ndarray]:
     source.open()
     source.keeping_every(step_s)
-    return {f.pts: f.av_frame.to_ndarray(format="rgb24") for f in source.frames() if not hasattr(f, "state")}
+    return {f.pts: f.av_frame.to_ndarray(format="rgb24") for f in source.frames() if isinstance(f, RawFrame)}
 
 
 def test_sampled_recordings_skip_only_the_frames_nothing_refers_to(tmp_path, predictor):

@@ -86,7 +86,8 @@ def add_weights_args(p, required: bool = False) -> None:
 def add_device_arg(p, precision: str = "auto") -> None:
     """--device, and --precision whose default is `precision` (auto: the monitor's setting)."""
     p.add_argument("--device", choices=DEVICES, help="where the model runs (default auto: CUDA when present)")
-    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
+    from model.predict import PRECISIONS
+    p.add_argument("--precision", choices=PRECISIONS,
                    help=f"the model's arithmetic (default {precision}" +
                         (": bfloat16 on a CPU that does it natively, else float32)" if precision == "auto" else ")"))
 

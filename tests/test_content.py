@@ -149,6 +149,8 @@ def test_the_real_training_manifest_opens_every_train_source_and_screens_out_the
     assert len(contents) > 100
     assert not any(n.startswith("1036206_") for n in names)  # not surgery
     assert "OP2_img_04_raw.png" not in names and "OP1_img_04_raw.png" in names  # hazy frames screened out
+    clip = next(c for c in contents if c.name == "video01_230.mp4")
+    assert len(clip.frames) == 60  # its clear 1-3.4 s: the cautery smoke before and after screened out
     assert all(s.spec.split("[")[0].split("@")[0].split("/")[0] in ("train_clean", "real_clean_video", "train_more")
                for s in TRAIN_SOURCES)
     val = {c.name for c in open_sources(VAL_SOURCES, (640, 360), seed=0)}

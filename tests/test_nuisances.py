@@ -5,7 +5,8 @@ import pytest
 from model.preprocess import InputConfig
 from model.tasks import DEFAULT_TASKS
 from training.dataset import SynthPatchDataset
-from training.nuisances import AFTER_CAMERA, SCENE, Nuisances, camera_noise, instrument, scope_mask, specular_highlights, ui_overlay
+from training.nuisances import (AFTER_CAMERA, SCENE, Nuisances, camera_noise, instrument, scope_mask, specular_highlights,
+                                stored_stretched, ui_overlay)
 from training.scene import ProceduralScene
 
 
@@ -43,6 +44,18 @@ def test_ui_overlay_burns_in_text_or_a_bar():
     assert sum(not np.array_equal(o, frame) for o in outs) >= 6
 
 
+@pytest.mark.parametrize("shape", [(360, 640), (256, 256), (140, 200)])
+def test_stored_stretched_squeezes_one_side_and_never_below_128(shape):
+    frame = np.full((*shape, 3), 90, np.uint8)
+    outs = [stored_stretched(frame, np.random.default_rng(s)) for s in range(12)]
+    for out in outs:
+        h, w = out.shape[:2]
+        assert (h == shape[0]) != (w == shape[1]) or out is frame  # one side squeezed, or left alone
+        assert min(h, w) >= min(128, *shape) and h <= shape[0] and w <= shape[1]
+    if min(shape) >= 256:
+        assert sum(o.shape[1] < shape[1] for o in outs) > sum(o.shape[0] < shape[0] for o in outs) > 0
+
+
 def test_after_camera_draws_the_same_for_the_same_seed(scene_frame):
     n = Nuisances(scale=5.0)  # every after-camera nuisance drawn
     a, b = n.after_camera(scene_frame, 7), n.after_camera(scene_frame, 7)
@@ -55,7 +68,7 @@ def test_scale_zero_leaves_the_frame_alone(scene_frame):
     assert np.array_equal(n.scene(scene_frame, np.random.default_rng(0)), scene_frame)
     assert np.array_equal(n.after_camera(scene_frame, 0), scene_frame)
     assert set(SCENE) | set(AFTER_CAMERA) >= {"specular_highlights", "scope_mask", "ui_overlay", "colour_cast",
-                                              "camera_noise", "lens_distortion", "instrument"}
+                                              "camera_noise", "lens_distortion", "instrument", "stored_stretched"}
 
 
 def test_clean_samples_with_every_nuisance_stay_labelled_clean_at_high_quality():

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import ROOT, surgical
 from training.realcheck import ITEMS, Observed, RealItem, items, score
+from training.surgical import TRAIN_SOURCES
 
 TASKS = ("noise", "smoke")
 
@@ -15,7 +16,10 @@ TASKS = ("noise", "smoke")
 def test_splits_are_kept_apart():
     val, ev = items("val"), items("eval")
     assert val and ev and {i.split for i in val} == {"val"} and {i.split for i in ev} == {"eval"}
-    assert all(i.path.startswith("val_") for i in val)  # the data README's val folders, nothing else
+    # The data README's val folders, or train-split clips that training never sees (training.surgical).
+    trained_on = [s.spec.split("@")[0] for s in TRAIN_SOURCES]
+    assert all(i.path.startswith("val_") or i.path.startswith("train_more/cholec80_clips/") for i in val)
+    assert not any(i.path in trained_on for i in val)
     assert not any(i.path.startswith(("val_", "train")) for i in ev)
     assert len(ITEMS) == len(val) + len(ev)
     with pytest.raises(ValueError):
@@ -154,6 +158,8 @@ def test_choosing_takes_a_passing_candidate_else_only_one_failing_less_than_the_
     assert chosen == "a" and "ranks better on val (mean recall 0.600 against 0.500)" in why
     chosen, why = choose([c("a", 2, (0.1, -0.9))], c("old", 2, (0.0, -0.5)), fewer_failures=True)
     assert chosen is None  # more clean alarms: recall does not buy them
+    chosen, why = choose([c("a", 2, (0.0, -0.3))], c("old", 2, (0.177, -0.5)), fewer_failures=True)
+    assert chosen == "a" and "ranks better on val (clean frames alarmed 0.0% against 17.7%)" in why  # quiet first
 
 
 def test_a_reference_run_is_scored_on_its_part_after_the_window():

@@ -5,9 +5,9 @@ specular highlights on wet tissue, the black corners of a round scope image and 
 on-screen bars and text burnt in by the video system, colour casts, the mild noise and coding of a
 real camera, lens distortion and instruments sweeping into view. Each function here takes an RGB
 uint8 frame and returns a new one; `Nuisances.scene` applies those that belong to the scene and
-the optics (before any distortion), `Nuisances.after_camera` the camera's own faint noise and
-what the video system burns in (drawn once and put on the clean and the distorted frame alike, so
-they never change the quality label).
+the optics (before any distortion), `Nuisances.after_camera` the camera's own faint noise, what
+the video system burns in and how the recording is stored (drawn once and put on the clean and the
+distorted frame alike, so they never change the quality label).
 """
 from __future__ import annotations
 
@@ -135,10 +135,24 @@ def ui_overlay(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def stored_stretched(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The picture as a recorder or a public set stores it, squeezed along one side (a 16:9 feed
+    kept as 256x256, a 4:3 one as 16:9): round fields turn oval, texture and camera grain denser
+    along that side. Never below 128 px, so the model's patches still fit."""
+    h, w = frame.shape[:2]
+    k = float(rng.uniform(0.55, 0.9))
+    wide = rng.random() < 0.75  # mostly the width, as 16:9 feeds squeezed to a square
+    size = (max(128, round(w * k / 2) * 2), h) if wide else (w, max(128, round(h * k / 2) * 2))
+    if size == (w, h):
+        return frame
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
 SCENE = {"colour_cast": (colour_cast, 0.6), "specular_highlights": (specular_highlights, 0.4),
          "instrument": (instrument, 0.3), "lens_distortion": (lens_distortion, 0.15),
          "scope_mask": (scope_mask, 0.35)}
-AFTER_CAMERA = {"camera_noise": (camera_noise, 0.4), "ui_overlay": (ui_overlay, 0.2)}
+AFTER_CAMERA = {"camera_noise": (camera_noise, 0.4), "ui_overlay": (ui_overlay, 0.2),
+                "stored_stretched": (stored_stretched, 0.15)}
 
 
 @dataclass(frozen=True)

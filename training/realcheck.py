@@ -58,6 +58,14 @@ ITEMS: tuple[RealItem, ...] = (
     RealItem("val", "val_smoke/pairs_added_smoke/*input_*", "smoke", note="light smoke, most likely added"),
     RealItem("val", "val_smoke/pairs_added_smoke/*output_*", None, note="the same frames without the smoke"),
     RealItem("val", "val_uneven/*", "uneven_illumination", note="dark edges, uneven light; captions unmasked"),
+    # Two Cholec80 clips of the train split that training never sees (training.surgical), read off a
+    # contact sheet at 0.2 s steps: cautery smoke drifts through each, clear before and after.
+    RealItem("val", "train_more/cholec80_clips/video02_130.mp4", None, start_s=3.0, note="clear, after the smoke"),
+    RealItem("val", "train_more/cholec80_clips/video02_131.mp4", None, start_s=2.6, note="clear, after the smoke"),
+    RealItem("val", "train_more/cholec80_clips/video02_130.mp4", "smoke", start_s=0.8, end_s=1.8,
+             note="cautery smoke drifting through"),
+    RealItem("val", "train_more/cholec80_clips/video02_131.mp4", "smoke", start_s=1.0, end_s=2.2,
+             note="cautery smoke drifting through"),
     RealItem("eval", "real_clean_video/Up-1_2.mp4", None, start_s=4.0, note="after its first 4 s of real camera motion"),
     RealItem("eval", "real_smoke/*", "smoke", note="DeSmoke-LAP clips, light haze to washed out"),
     RealItem("eval", "holdout_clean/*", None, note="other procedures and cameras"),
@@ -223,9 +231,9 @@ REFERENCE_CASES: tuple[ReferenceCase, ...] = (
     ReferenceCase("val", "val_smoke/smoke_builds_480p60_a.mp4", (0.0, 1.0), (1.5, 3.2), "smoke", "clear, then cautery smoke"),
     ReferenceCase("val", "val_smoke/smoke_builds_480p60_b.mp4", (0.0, 2.0), (2.5, None), "smoke", "clear, then smoke building"),
     # The two Cholec80 clips the trainer keeps for its validation (training.surgical), never trained
-    # on: clean, with real camera and tool motion.
-    ReferenceCase("val", "train_more/cholec80_clips/video02_130.mp4", (0.0, 2.0), (2.0, None), None, "real motion"),
-    ReferenceCase("val", "train_more/cholec80_clips/video02_131.mp4", (0.0, 2.0), (2.0, None), None, "real motion"),
+    # on, with real camera and tool motion: their clear seconds after the cautery smoke (ITEMS).
+    ReferenceCase("val", "train_more/cholec80_clips/video02_130.mp4", (3.0, 4.0), (4.0, None), None, "real motion"),
+    ReferenceCase("val", "train_more/cholec80_clips/video02_131.mp4", (2.6, 3.6), (3.6, None), None, "real motion"),
     ReferenceCase("eval", "real_clean_video/Up-1_2.mp4", (4.0, 7.0), (7.0, None), None, "real camera motion until 4 s"),
     ReferenceCase("eval", "real_clean_video/Zoomin_2.mp4", (3.0, 6.0), (6.0, 8.5), None,
                   "camera moving until ~3 s; real smoke from ~9 s"),

@@ -87,7 +87,10 @@ def choose(candidates: list[dict], shipped: dict | None, fewer_failures: bool = 
     failing = "; ".join(c["rule"] for c in best["checks"] if not c["passed"])
     tie = ""
     if shipped is not None and best["failed"] == shipped["failed"]:
-        tie = f", and it ranks better on val (mean recall {-best['rank'][1]:.3f} against {-shipped['rank'][1]:.3f})"
+        (alarm, recall), (shipped_alarm, shipped_recall) = best["rank"], shipped["rank"]
+        tie = (f", and it ranks better on val (clean frames alarmed {alarm:.1%} against {shipped_alarm:.1%})"
+               if alarm < shipped_alarm else
+               f", and it ranks better on val (mean recall {-recall:.3f} against {-shipped_recall:.3f})")
     return best["weights"], (f"no candidate passes every check; this one fails {best['failed']} "
                              f"({failing}), the shipped weights {shipped['failed'] if shipped else 'n/a'}{tie}")
 

@@ -4,7 +4,9 @@ screened, with what each source is and what was left out of it and why.
 Only the train split is listed here (val is for thresholds and checkpoint choice, through
 `scopewatch check-real val`; eval is only reported). Frames were screened by eye on a contact sheet
 (and against the previous model's alarms, to find what to look at): frames that show smoke, blur or
-haze are left out, since everything here is labelled clean before it is distorted.
+haze are left out, since everything here is labelled clean before it is distorted. The Cholec80
+clips were screened at 0.2 s steps: only their clear seconds are used (until synth_v12 the whole
+clips were, cautery smoke and all, labelled clean).
 """
 from __future__ import annotations
 
@@ -43,14 +45,24 @@ TRAIN_SOURCES = (
                aspect=WIDESCREEN,
                exclude=("1036206_", "1035604_100", "1035604_119", "1035604_156", "1035606_899"),
                why_excluded="1036206_* are not surgery (news, people, slides); four frames are blurred"),
-    RealSource("train_more/cholec80_clips[0:6]", "Cholec80 videos 01/02, 5 s clips with real camera and tool motion "
-               "(256 px high: rendered at their own size, never upscaled)", aspect=WIDESCREEN),
+    *(RealSource(f"train_more/cholec80_clips/{clip}.mp4{window}", "Cholec80 videos 01/02, 5 s clips with real camera "
+                 "and tool motion (256 px high: rendered at their own size, never upscaled)", aspect=WIDESCREEN,
+                 why_excluded=why) for clip, window, why in (
+        ("video01_000", "", ""),
+        ("video01_070", "", ""),
+        ("video01_150", "@0:2.7", "the camera's fast move from 2.8 s blurs it"),
+        ("video01_230", "@1:3.4", "cautery smoke at 0.2-1 s and 3.6-4.2 s"),
+        ("video02_100", "@1.4:", "a faint wisp of smoke at 0.6-1.2 s"),
+        ("video02_101", "@2.2:", "cautery smoke at 1.2-2 s"))),
 )
 # The trainer's synthetic validation draws on other real content than its training: another time
 # range of the 720p video, and two Cholec80 clips of video02 that training never sees.
 VAL_SOURCES = (
     RealSource("real_clean_video/cholec_endo_720p.mp4@8:", "the 720p cholecystectomy, seconds 8-10"),
-    RealSource("train_more/cholec80_clips[6:8]", "two Cholec80 clips of video02", aspect=WIDESCREEN),
+    RealSource("train_more/cholec80_clips/video02_130.mp4@3:", "a Cholec80 clip of video02", aspect=WIDESCREEN,
+               why_excluded="cautery smoke at 0.8-1.8 s, a wisp at 2.6 s"),
+    RealSource("train_more/cholec80_clips/video02_131.mp4@2.6:", "a Cholec80 clip of video02", aspect=WIDESCREEN,
+               why_excluded="cautery smoke at 1-2.2 s"),
 )
 
 

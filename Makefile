@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.scopewatch-installed
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup demo test bench weights evaluate logo ablation ablation-report baseline realworld validate-real clean
+.PHONY: setup demo test bench weights evaluate logo ablation ablation-report ablation-ship baseline realworld validate-real clean
 
 setup: $(STAMP)
 
@@ -79,7 +79,7 @@ logo: setup $(LOGO_TEST)/labels.csv
 
 # One-factor ablation (issue 18; training/ablation.py): the make-weights recipe with one setting changed
 # (training/ablations/$(ABLATION).json: control, no_nuisances, no_real_content, faint_skew, small_frames,
-# mixed_patches), scored as the shipped weights were chosen (snapshot ABLATION_STEP, 01200 like the
+# mixed_patches, long_training), scored as the shipped weights were chosen (snapshot ABLATION_STEP, 01200 like the
 # shipped weights, with val operating points) on val, eval (reported only) and the synthetic test; the
 # table of every run scored at that step goes to reports/ablation/issue18_step$(ABLATION_STEP).md.
 ABLATION      ?= control
@@ -97,6 +97,18 @@ ablation-report: setup $(TESTSET)/labels.csv
 	$(VENV)/bin/scopewatch check-real eval --weights $(ABLATION_CKPT) --out $(ABLATION_OUT) -q
 	$(VENV)/bin/scopewatch evaluate $(TESTSET) --weights $(ABLATION_CKPT) --out $(ABLATION_OUT)/evaluation -q
 	$(PY) -m training.ablation table --step $(ABLATION_STEP) runs/ablation/* --out reports/ablation/issue18_step$(ABLATION_STEP).md
+
+# An ablation run's checkpoints through the shipping rule, as make weights chooses (its best.pt and the
+# snapshots of ABLATION_SHIP_STEPS, every one by default, with val operating points), against the
+# shipped weights: reports/ablation/$(ABLATION)_ship/shipping.md. Nothing is installed (and none passing is
+# a finding, not a failure).
+ABLATION_SHIP_STEPS ?= $(patsubst $(ABLATION_RUN)/snapshots/step_%.pt,%,$(wildcard $(ABLATION_RUN)/snapshots/step_?????.pt))
+ABLATION_SHIP := $(ABLATION_RUN)/best $(foreach s,$(ABLATION_SHIP_STEPS),$(ABLATION_RUN)/snapshots/step_$(s))
+ablation-ship: setup $(TESTSET)/labels.csv
+	for w in $(ABLATION_SHIP); do test -f $$w.val_op.pt || \
+	    $(VENV)/bin/scopewatch operating-points --weights $$w.pt --out $$w.val_op.pt -q || exit 1; done
+	-$(VENV)/bin/scopewatch ship $(addsuffix .val_op.pt,$(ABLATION_SHIP)) --testset $(TESTSET) --fewer-failures \
+	    --out reports/ablation/$(ABLATION)_ship
 
 realworld: setup
 	$(PY) -m training.realworld --out reports/realworld.json

@@ -45,14 +45,18 @@ def native_bfloat16(device: torch.device) -> bool:
     return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The arithmetic the network runs in. `auto`: bfloat16 on a CPU that does it natively (a
     sixth faster in batches; presence probabilities move by under 0.01), else float32.
     Training, calibration and the shipping rule keep float32, so that weights are chosen alike on
     every machine."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
+    if check_precision(precision) == "auto":
         return "bfloat16" if native_bfloat16(device) else "float32"
     if precision == "bfloat16" and not native_bfloat16(device):
         raise ValueError(f"bfloat16 asked for, but this {device.type.upper()} has no native bfloat16 "

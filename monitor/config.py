@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from model.decision import Decision
-from model.predict import PRECISIONS
+from model.predict import check_precision
 
 
 @dataclass
@@ -73,8 +73,7 @@ class ModelConfig:
     precision: str = "auto"
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_precision(self.precision)
 
 
 @dataclass

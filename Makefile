@@ -39,8 +39,8 @@ bench: setup
 # synth_v9 it raised the test score and the real false alarms together.
 SURGICAL := ../shared/data/surgical
 TESTSET  := data/testset
-RUN      := runs/synth_v13
-WEIGHTS  := model/weights/scopewatch_lap5.synth_v13.pt
+RUN      := runs/synth_v14
+WEIGHTS  := model/weights/scopewatch_lap5.synth_v14.pt
 
 weights: setup $(TESTSET)/labels.csv
 	$(VENV)/bin/scopewatch train --out $(RUN)

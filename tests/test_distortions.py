@@ -131,6 +131,19 @@ def test_smoke_lowers_contrast_and_saturation(name, generator, content_frame):
     assert contrast[-1] < (0.7 if generator in ("jet", "puff") else 0.6) * contrast[0]
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_column_smoke_is_local_and_visible_when_faint(seed):
+    # Real cautery wisps are locally opaque (0.2-0.6) and absent elsewhere; even the faintest column
+    # labelled smoke must be seen where it is, and must leave most of the field clear.
+    from training.dataset import MIN_SEVERITY
+    d = create_distortion("smoke", ("column",))
+    trans = d.column_transmission((54, 96), MIN_SEVERITY, d.sample_params(np.random.default_rng(seed)), 0.0)
+    assert 1.0 - trans.min() >= 0.2
+    assert (trans > 0.98).mean() >= 0.4
+    heavy = d.column_transmission((54, 96), 1.0, d.sample_params(np.random.default_rng(seed)), 0.0)
+    assert (heavy < 0.9).mean() > 2 * (trans < 0.9).mean()
+
+
 @pytest.mark.parametrize("name,generator", generators_of("uneven_illumination"))
 def test_uneven_illumination_spreads_brightness(name, generator, content_frame):
     mask = fov(content_frame)

@@ -26,7 +26,7 @@ import numpy as np
 from model.preprocess import check_frame as _check_frame
 from model.registry import Registry
 from model.tasks import NUM_LEVELS, level_to_severity
-from training.fields import FractalField, low_res_shape, resize_field
+from training.fields import FractalField, low_res_shape, resize_field, stretch
 
 REFERENCE_SHORT_SIDE = 360
 
@@ -204,12 +204,16 @@ class Smoke(Distortion):
     * jet: bright jets rising from one to three instrument tips, scattering blue more than red;
     * veil: a soft grey-white layer blended over a desaturated scene (no scattering model);
     * puff: one to three local clouds with ragged edges (the puff a burn leaves before it spreads),
-      dense at their core and absent elsewhere, the scene under them softened by the scattering.
+      dense at their core and absent elsewhere, the scene under them softened by the scattering;
+    * column: one or two smooth columns rising from instrument tips (cautery smoke seen close up),
+      dense and narrow at the tip, widening, bending and thinning as they rise, streaked along the
+      flow, bluish white (small particles scatter blue forward); the rest of the field stays clear,
+      and even a faint column is locally opaque (real wisps read 0.2-0.6 opacity where they are).
     No smoke appears outside the scope's image circle (no light reaches the sensor there)."""
 
     name = "smoke"
     order = 20
-    generators = ("plume", "haze", "jet", "veil", "puff")
+    generators = ("plume", "haze", "jet", "veil", "puff", "column")
 
     def generator_params(self, generator, rng):
         white = np.array([0.90, 0.88, 0.86]) + rng.uniform(-0.05, 0.05, 3)
@@ -218,11 +222,15 @@ class Smoke(Distortion):
         angle = rng.uniform(0, 2 * np.pi)
         speed = rng.uniform(0.05, 0.25)
         n_jets = int(rng.integers(1, 4))
-        return {"seed": int(rng.integers(2**31)), "airlight": ((1 - tint) * white + tint * tissue).tolist(),
+        airlight = (1 - tint) * white + tint * tissue
+        if generator == "column":
+            airlight = rng.uniform(0.82, 0.95) * np.array([0.95, 0.97, 1.03]) + rng.uniform(-0.015, 0.015, 3)
+        return {"seed": int(rng.integers(2**31)), "airlight": airlight.tolist(),
                 "drift": [speed * np.sin(angle), speed * np.cos(angle)], "cells": float(rng.uniform(1.5, 3.5)),
                 "slope": [float(np.sin(angle)), float(np.cos(angle))], "depth": float(rng.uniform(0.3, 1.0)),
                 "tips": rng.uniform(-0.6, 0.6, (n_jets, 2)).tolist(), "rise": float(rng.uniform(-np.pi, np.pi)),
-                "desaturate": float(rng.uniform(0.3, 0.9)), "sizes": rng.uniform(0.6, 1.4, n_jets).tolist()}
+                "desaturate": float(rng.uniform(0.3, 0.9)), "sizes": rng.uniform(0.6, 1.4, n_jets).tolist(),
+                "bend": float(rng.uniform(-1.5, 1.5)), "width": float(rng.uniform(0.05, 0.12))}
 
     @staticmethod
     def optical_depth(severity: float) -> float:
@@ -257,6 +265,8 @@ class Smoke(Distortion):
                 d2 = ((ys - cy) ** 2 + (xs - cx) ** 2) / radius ** 2
                 density += np.exp(-d2 * (0.4 + 1.2 * ragged)) * (0.55 + 0.9 * ragged)  # wisps inside
             return resize_field(np.exp(-3.0 * tau * np.clip(density, 0.0, 1.5)).astype(np.float32), shape)
+        if generator == "column":
+            return resize_field(self.column_transmission(low_res_shape(shape, 96), severity, params, t), shape)
         # jet: elongated Gaussian plumes from each tip along a rising direction, widening as they go.
         ys, xs = _centred_grid(small)
         density = np.zeros(small, np.float32)
@@ -271,6 +281,28 @@ class Smoke(Distortion):
         # Rayleigh-like: shorter wavelengths scatter more (relative to green: red 0.8, blue 1.25).
         return np.stack([resize_field(np.exp(-tau * k * density).astype(np.float32), shape) for k in (0.8, 1.0, 1.25)], axis=-1)
 
+    @staticmethod
+    def column_transmission(small: tuple[int, int], severity: float, params: Params, t: float) -> np.ndarray:
+        ys, xs = _centred_grid(small)
+        streaks = FractalField(np.random.default_rng(params["seed"]), octaves=3, cells=2 * params["cells"],
+                               drift=tuple(params["drift"])).at(small, t)
+        density = np.zeros(small, np.float32)
+        for i, ((ty, tx), size) in enumerate(zip(params["tips"][:2], params["sizes"])):
+            # Into the field, within 60 degrees of the centre's direction (a column leaving the view
+            # at once would be a "smoky" sample showing no smoke); it sways.
+            a = math.atan2(-ty, -tx) + params["rise"] / 3 + 0.15 * math.sin(0.8 * t + i)
+            along = (xs - tx) * math.cos(a) + (ys - ty) * math.sin(a)
+            ahead = np.clip(along, 0, None)
+            across = -(xs - tx) * math.sin(a) + (ys - ty) * math.cos(a) - params["bend"] * 0.3 * ahead ** 2
+            # Heavier smoke rises further and spreads wider (at full severity it fills much of the field).
+            length = (0.4 + 0.8 * severity) * size
+            width = params["width"] * (1.0 + 2.0 * severity) + (0.35 + 0.5 * severity) * ahead
+            core = np.exp(-(across / width) ** 2) * np.exp(-(ahead / length) ** 2) * np.exp(-np.clip(-along, 0, None) ** 2 / 0.002)
+            along_flow = cv2.filter2D(streaks, -1, line_kernel(0.3 * min(small), -a), borderType=cv2.BORDER_REFLECT)
+            density += core * (0.6 + 0.8 * stretch(along_flow))
+        opacity = 0.25 + 0.7 * severity  # at the core, where the column leaves the tip
+        return np.exp(math.log(1.0 - opacity) * np.clip(density, 0.0, 1.3)).astype(np.float32)
+
     def _scatter(self, frame, severity, params, t):
         trans = self.transmission(frame, severity, params, t)
         inside = field_of_view(frame)
@@ -281,11 +313,11 @@ class Smoke(Distortion):
         scene = cv2.GaussianBlur(frame, (0, 0), sigma).astype(np.float32) if sigma >= 0.5 else frame.astype(np.float32)
         airlight = np.asarray(params["airlight"], np.float32) * 255.0
         trans3 = trans if trans.ndim == 3 else trans[..., None]
-        if params["generator"] == "puff":  # only what lies under a cloud is softened
+        if params["generator"] in ("puff", "column"):  # only what lies under a cloud is softened
             scene = frame.astype(np.float32) * trans3 + scene * (1.0 - trans3)
         return np.clip(scene * trans3 + airlight * (1.0 - trans3) + 0.5, 0, 255).astype(np.uint8)
 
-    render_plume = render_haze = render_jet = render_puff = _scatter
+    render_plume = render_haze = render_jet = render_puff = render_column = _scatter
 
     def render_veil(self, frame, severity, params, t):
         shape = frame.shape[:2]

@@ -131,9 +131,17 @@ def test_smoke_lowers_contrast_and_saturation(name, generator, content_frame):
     assert contrast[-1] < (0.7 if generator in ("jet", "puff") else 0.6) * contrast[0]
 
 
+def test_a_generator_named_twice_is_drawn_twice_as_often():
+    d = create_distortion("smoke", ("puff", "column", "column"))
+    rng = np.random.default_rng(0)
+    drawn = [d.sample_params(rng)["generator"] for _ in range(3000)]
+    assert set(drawn) == {"puff", "column"}
+    assert 0.62 < drawn.count("column") / len(drawn) < 0.71
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_column_smoke_is_local_and_visible_when_faint(seed):
-    # Real cautery wisps are locally opaque (0.2-0.6) and absent elsewhere; even the faintest column
+    # Real cautery wisps are locally opaque and absent elsewhere; even the faintest column
     # labelled smoke must be seen where it is, and must leave most of the field clear.
     from training.dataset import MIN_SEVERITY
     d = create_distortion("smoke", ("column",))

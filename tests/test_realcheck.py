@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from conftest import ROOT, surgical
@@ -191,3 +193,19 @@ def test_recall_changes_are_pooled_over_a_clips_runs():
     changes = pooled_recall_changes(runs)
     assert changes[("a", "noise")] == pytest.approx(-1 / 135, abs=1e-4)
     assert changes[("a", "smoke")] == pytest.approx(-0.3)
+
+
+def test_mask_caption_paints_out_a_yellow_caption_in_the_corner_only(content_frame):
+    real_frame = content_frame
+    from training.realcheck import mask_caption
+    h, w = real_frame.shape[:2]
+    captioned = real_frame.copy()
+    cv2.putText(captioned, "Original", (int(0.65 * w), int(0.95 * h)), cv2.FONT_HERSHEY_TRIPLEX, 1.2, (255, 230, 0), 2)
+    cv2.circle(captioned, (w // 4, h // 4), 12, (255, 230, 0), -1)  # yellow in the scene stays
+    masked = mask_caption(captioned)
+    corner = (slice(int(0.78 * h), h), slice(int(0.6 * w), w))
+    err_before = np.abs(captioned[corner].astype(int) - real_frame[corner]).mean()
+    err_after = np.abs(masked[corner].astype(int) - real_frame[corner]).mean()
+    assert err_after < 0.3 * err_before
+    assert (masked[h // 4, w // 4] == (255, 230, 0)).all()
+    assert mask_caption(real_frame) is real_frame

@@ -62,7 +62,8 @@ class Distortion(ABC):
     """One distortion, rendered by any of several physically different `generators` (methods
     `render_<generator>`). `sample_params` draws one generator per episode, so a model trained on
     the mix cannot learn one implementation's signature; `allowed` narrows the draw (a
-    leave-one-generator-out run trains without one and tests on it alone)."""
+    leave-one-generator-out run trains without one and tests on it alone) and weights it (a
+    generator named twice is drawn twice as often)."""
 
     name: ClassVar[str]
     # Position in the imaging chain (scene -> medium -> optics -> exposure -> sensor -> codec);
@@ -208,7 +209,7 @@ class Smoke(Distortion):
     * column: one or two smooth columns rising from instrument tips (cautery smoke seen close up),
       dense and narrow at the tip, widening, bending and thinning as they rise, streaked along the
       flow, bluish white (small particles scatter blue forward); the rest of the field stays clear,
-      and even a faint column is locally opaque (real wisps read 0.2-0.6 opacity where they are).
+      and even a faint column is locally opaque, as real wisps are where they lie.
     No smoke appears outside the scope's image circle (no light reaches the sensor there)."""
 
     name = "smoke"

@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from training.content import read_image
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "surgical"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -31,6 +33,7 @@ class RealItem:
     start_s: float = 0.0  # a clip is scored from here (e.g. after real camera motion)
     end_s: float | None = None
     note: str = ""
+    masked: bool = False  # stills carry a burnt-in yellow caption, painted out before analysis
 
     @property
     def clean(self) -> bool:
@@ -57,7 +60,8 @@ ITEMS: tuple[RealItem, ...] = (
     RealItem("val", "val_smoke/real_smoky_frames/*", "smoke", note="dense real cautery smoke"),
     RealItem("val", "val_smoke/pairs_added_smoke/*input_*", "smoke", note="light smoke, most likely added"),
     RealItem("val", "val_smoke/pairs_added_smoke/*output_*", None, note="the same frames without the smoke"),
-    RealItem("val", "val_uneven/*", "uneven_illumination", note="dark edges, uneven light; captions unmasked"),
+    RealItem("val", "val_uneven/*", "uneven_illumination", note="dark edges, uneven light; captions masked",
+             masked=True),
     # Two Cholec80 clips of the train split that training never sees (training.surgical), read off a
     # contact sheet at 0.2 s steps: cautery smoke drifts through each, clear before and after.
     RealItem("val", "train_more/cholec80_clips/video02_130.mp4", None, start_s=3.0, note="clear, after the smoke"),
@@ -87,6 +91,27 @@ def expand(item: RealItem, data: Path) -> list[Path]:
 
 def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def mask_caption(image: np.ndarray) -> np.ndarray:
+    """`image` (RGB) with a saturated yellow caption in its bottom-right corner painted out from
+    its surroundings (the val_uneven tiles are labelled "Original" there: text the model would
+    otherwise read as part of the scene). Unchanged where there is none."""
+    h, w = image.shape[:2]
+    r, g, b = (image[..., i].astype(np.int16) for i in range(3))
+    yellow = (r > 160) & (g > 140) & (b < 90) & (r - b > 110) & (g - b > 90)
+    corner = np.zeros_like(yellow)
+    corner[int(0.78 * h):, int(0.6 * w):] = True
+    mask = (yellow & corner).astype(np.uint8)
+    if not mask.any():
+        return image
+    mask = cv2.dilate(mask, np.ones((7, 7), np.uint8))  # the glyphs' dark outline and antialiasing
+    return cv2.inpaint(image, mask, 5, cv2.INPAINT_TELEA)
+
+
+def load_still(item: RealItem, path: Path) -> np.ndarray:
+    image = read_image(path)
+    return mask_caption(image) if item.masked else image
 
 
 @dataclass

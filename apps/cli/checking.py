@@ -45,8 +45,7 @@ def check_real(split: str, data: Path, predictor, cfg, progress: bool = True, wo
     the frames it gets most wrong go to `worst` (a training.realcheck.WorstFrames) when given, and
     each item with what was observed on its files to the list `seen`."""
     from tqdm import tqdm
-    from training.content import read_image
-    from training.realcheck import Observed, expand, is_image, items, score, wrongness
+    from training.realcheck import Observed, expand, is_image, items, load_still, score, wrongness
 
     report = {"split": split, "data": str(data), "weights": str(cfg.model.weights or "shipped"),
               "sampling_fps": cfg.sampling.fps, "items": []}
@@ -54,7 +53,7 @@ def check_real(split: str, data: Path, predictor, cfg, progress: bool = True, wo
         observed = []
         for path in expand(item, data):
             if is_image(path):
-                image = read_image(path)
+                image = load_still(item, path)
                 [p] = predictor.predict([image])
                 observed.append((path, Observed([cfg.decision.alarms(p.probabilities)], 0.0, [], [p.probabilities])))
                 if worst is not None:

@@ -196,16 +196,15 @@ def test_recall_changes_are_pooled_over_a_clips_runs():
 
 
 def test_mask_caption_paints_out_a_yellow_caption_in_the_corner_only(content_frame):
-    real_frame = content_frame
     from training.realcheck import mask_caption
-    h, w = real_frame.shape[:2]
-    captioned = real_frame.copy()
+    h, w = content_frame.shape[:2]
+    captioned = content_frame.copy()
     cv2.putText(captioned, "Original", (int(0.65 * w), int(0.95 * h)), cv2.FONT_HERSHEY_TRIPLEX, 1.2, (255, 230, 0), 2)
     cv2.circle(captioned, (w // 4, h // 4), 12, (255, 230, 0), -1)  # yellow in the scene stays
     masked = mask_caption(captioned)
     corner = (slice(int(0.78 * h), h), slice(int(0.6 * w), w))
-    err_before = np.abs(captioned[corner].astype(int) - real_frame[corner]).mean()
-    err_after = np.abs(masked[corner].astype(int) - real_frame[corner]).mean()
+    err_before = np.abs(captioned[corner].astype(int) - content_frame[corner]).mean()
+    err_after = np.abs(masked[corner].astype(int) - content_frame[corner]).mean()
     assert err_after < 0.3 * err_before
     assert (masked[h // 4, w // 4] == (255, 230, 0)).all()
-    assert mask_caption(real_frame) is real_frame
+    assert mask_caption(content_frame) is content_frame

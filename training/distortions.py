@@ -215,6 +215,7 @@ class Smoke(Distortion):
     name = "smoke"
     order = 20
     generators = ("plume", "haze", "jet", "veil", "puff", "column")
+    local = ("puff", "column")  # clouds with clear air around them: only what lies under them is softened
 
     def generator_params(self, generator, rng):
         white = np.array([0.90, 0.88, 0.86]) + rng.uniform(-0.05, 0.05, 3)
@@ -314,7 +315,7 @@ class Smoke(Distortion):
         scene = cv2.GaussianBlur(frame, (0, 0), sigma).astype(np.float32) if sigma >= 0.5 else frame.astype(np.float32)
         airlight = np.asarray(params["airlight"], np.float32) * 255.0
         trans3 = trans if trans.ndim == 3 else trans[..., None]
-        if params["generator"] in ("puff", "column"):  # only what lies under a cloud is softened
+        if params["generator"] in self.local:
             scene = frame.astype(np.float32) * trans3 + scene * (1.0 - trans3)
         return np.clip(scene * trans3 + airlight * (1.0 - trans3) + 0.5, 0, 255).astype(np.uint8)
 

@@ -1,10 +1,12 @@
+import pytest
 import numpy as np
 import torch
 
 from model.preprocess import InputConfig
 from model.tasks import DEFAULT_TASKS
-from training.dataset import (MIN_SEVERITY, SynthPatchDataset, draw_severity, h264_roundtrip, scene_shading,
-                              scope_falloff, smaller_picture)
+from model.preprocess import extract
+from training.dataset import (MIN_SEVERITY, SynthPatchDataset, draw_severity, h264_roundtrip, patch_effects,
+                              patch_targets, scene_shading, scope_falloff, smaller_picture)
 from training.distortions import create_distortion
 from training.nss import NUM_FEATURES
 from training.scene import ProceduralScene
@@ -113,3 +115,51 @@ def test_smaller_pictures_shrink_the_view_to_a_low_resolution_frame_and_keep_its
                                      p_small=1.0, length=8))
     assert all(s["patches"].shape == (8, 64, 64, 3) for s in samples)
     assert any(s["presence"].sum() == 0 for s in samples) and any(s["presence"].sum() > 0 for s in samples)
+
+
+def test_patch_effects_measure_the_change_inside_each_patch():
+    frame = ProceduralScene(2, (640, 360)).frame_at(0.0)
+    x = extract(frame, InputConfig())
+    assert np.array_equal(patch_effects(frame, frame, x), np.zeros(8))
+    changed = frame.copy()
+    changed[:, :320] = np.clip(changed[:, :320].astype(int) + 51, 0, 255)  # +0.2 of full scale, left half only
+    effects = patch_effects(frame, changed, x)
+    left = x.corners[:, 0] + 64 <= 320
+    right = x.corners[:, 0] >= 320
+    assert left.any() and right.any()
+    assert (effects[left] > 0.15).all() and (effects[right] == 0).all()
+    assert np.allclose(patch_targets(np.array([0.0, 0.005, 0.015, 0.025, 0.3])), [0, 0, 0.5, 1, 1])
+
+
+def smoke_patches(generator, seed=0, length=12):
+    contents = [ProceduralScene(i, (640, 360)) for i in range(3)]
+    ds = SynthPatchDataset(contents, DEFAULT_TASKS, InputConfig(), seed=seed, p_clean=0.2, length=length,
+                           generators={"smoke": (generator,)}, patch_tasks=("smoke",))
+    return list(ds)
+
+
+def test_patch_targets_mark_local_smoke_where_it_lies_and_global_smoke_everywhere():
+    column = smoke_patches("column")
+    haze = smoke_patches("haze")
+    for s in column + haze:
+        assert s["patch_presence"].shape == (8, 1)
+        if s["presence"][DEFAULT_TASKS.index("smoke")] == 0:
+            assert (s["patch_presence"] == 0).all()  # no smoke, no smoky patch, whatever else is there
+    smoky = lambda samples: torch.stack([s["patch_presence"][:, 0] for s in samples
+                                         if s["presence"][DEFAULT_TASKS.index("smoke")] > 0])
+    col, hz = smoky(column), smoky(haze)
+    assert len(col) >= 3 and len(hz) >= 3
+    both = ((col < 0.05).any(1) & (col > 0.95).any(1)).sum()
+    assert both >= 2  # frames with clear air beside the column and smoke under it
+    assert (hz > 0.5).float().mean() > 0.8  # a haze veils every patch
+    plain = SynthPatchDataset([ProceduralScene(0, (640, 360))], DEFAULT_TASKS, InputConfig(), length=2)
+    assert all("patch_presence" not in s for s in plain)  # the default recipe has no per-patch targets
+    with pytest.raises(ValueError, match="patch_tasks glare not among the tasks"):
+        SynthPatchDataset([ProceduralScene(0, (640, 360))], DEFAULT_TASKS, InputConfig(), patch_tasks=("glare",))
+
+
+def test_per_patch_targets_leave_the_sample_stream_unchanged():
+    contents = [ProceduralScene(i, (640, 360)) for i in range(2)]
+    a = list(SynthPatchDataset(contents, DEFAULT_TASKS, InputConfig(), seed=3, length=4))
+    b = list(SynthPatchDataset(contents, DEFAULT_TASKS, InputConfig(), seed=3, length=4, patch_tasks=("smoke",)))
+    assert all(torch.equal(x["patches"], y["patches"]) and torch.equal(x["severity"], y["severity"]) for x, y in zip(a, b))

@@ -11,7 +11,7 @@ from model.predict import Predictor
 from training.metrics import micro_f1, exact_match, rankdata, srocc
 from model import create_model
 from model.preprocess import extract
-from training.trainer import TrainConfig, TrainingForward, autocast_dtype, train, update_average
+from training.trainer import TrainConfig, TrainingForward, autocast_dtype, losses, model_inputs, train, update_average
 from training.scene import ProceduralScene
 from training.distortions import distort
 
@@ -108,6 +108,26 @@ def test_mixed_precision_forward_stays_close_to_float32():
     assert torch.allclose(torch.sigmoid(mixed["presence_logits"]), torch.sigmoid(full["presence_logits"]), atol=0.05)
     assert torch.allclose(mixed["quality"], full["quality"], atol=2.0)
     assert not torch.equal(mixed["presence_logits"], full["presence_logits"])  # the trunk did run in bfloat16
+
+
+def test_per_patch_loss_trains_the_presence_heads_on_each_patch_of_the_patch_tasks():
+    from torch.utils.data import DataLoader
+    torch.manual_seed(0)
+    cfg = TrainConfig(model="scopewatch_lap5_small", tasks=("noise", "smoke"), patch_tasks=("smoke",), patch_weight=0.5)
+    model = create_model(cfg.model, cfg.tasks)
+    batch = next(iter(DataLoader(cfg.dataset([ProceduralScene(0, (640, 360))], model.input_cfg, seed=1, length=4), batch_size=4)))
+    assert batch["patch_presence"].shape == (4, 8, 1)
+    out = model(**model_inputs(batch, cfg))
+    parts = losses(model, out, batch, cfg)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out["patch_presence_logits"][..., 1:], batch["patch_presence"])
+    assert torch.allclose(parts["patch"], expected)
+    others = sum(parts[k] * w for k, w in (("presence", 1), ("severity", cfg.severity_weight), ("quality", cfg.quality_weight),
+                                           ("nss", cfg.nss_weight), ("directional", cfg.directional_weight)))
+    assert torch.allclose(parts["loss"], others + 0.5 * expected)
+    parts["patch"].backward()
+    assert model.presence.weight.grad[1].abs().sum() > 0 and model.presence.weight.grad[0].abs().sum() == 0  # smoke's head only
+    plain = TrainConfig(model=cfg.model, tasks=cfg.tasks)
+    assert "patch" not in losses(model, model(**model_inputs(batch, plain)), batch, plain)
 
 
 def test_weight_average_lags_the_weights_and_starts_close_to_them():

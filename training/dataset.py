@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from model.preprocess import InputConfig, extract
-from training.compose import Recipe
+from training.compose import Recipe, compose
 from training.content import Content
 from training.distortions import jpeg_roundtrip
 from training.fields import FractalField, low_res_shape, resize_field
@@ -27,6 +27,24 @@ from training.quality import fr_quality
 
 MIN_SEVERITY = 0.06  # below this a distortion is too faint to be labelled present
 SMALL_SHORT_SIDES = (192, 300)  # short sides of `smaller_picture` (feeds are analysed at 360 at most)
+# Per-patch targets ramp from 0 to 1 as a patch's mean change by the distortion alone goes over this
+# range (fractions of full scale): low enough that the faintest labelled haze marks nearly every
+# patch, high enough that the clear air beside a local cloud or column marks none (both tested).
+PATCH_EFFECT = (0.005, 0.025)
+
+
+def patch_effects(clean: np.ndarray, distorted: np.ndarray, inputs) -> np.ndarray:
+    """(K,) mean absolute change, in fractions of full scale, inside each of the model's patches
+    (`inputs`: the FrameInputs cut from the distorted frame, whose analysis frame may be smaller)."""
+    change = np.abs(distorted.astype(np.float32) - clean).mean(-1) / 255.0
+    change = cv2.resize(change, inputs.size, interpolation=cv2.INTER_AREA)
+    p = inputs.patches.shape[1]
+    return np.array([change[y:y + p, x:x + p].mean() for x, y in inputs.corners], np.float32)
+
+
+def patch_targets(effects: np.ndarray) -> np.ndarray:
+    low, high = PATCH_EFFECT
+    return np.clip((effects - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
 def draw_severity(rng: np.random.Generator, skew: float) -> float:
@@ -90,13 +108,17 @@ class SynthPatchDataset(IterableDataset):
     def __init__(self, contents: list[Content], tasks: tuple[str, ...], cfg: InputConfig, seed: int = 0,
                  p_clean: float = 0.2, p_single: float = 0.4, p_shading: float = 0.4, severity_skew: float = 1.0,
                  length: int | None = None, p_crop: float = 0.3, p_small: float = 0.0, nuisances: Nuisances = Nuisances(),
-                 generators: dict[str, tuple[str, ...]] | None = None):
+                 generators: dict[str, tuple[str, ...]] | None = None, patch_tasks: tuple[str, ...] = ()):
         if not contents:
             raise ValueError("no content to synthesise from")
         self.contents, self.tasks, self.cfg = contents, tuple(tasks), cfg
         self.seed, self.p_clean, self.p_single, self.length = seed, p_clean, p_single, length
         self.p_shading, self.severity_skew = p_shading, severity_skew
         self.p_crop, self.p_small, self.nuisances, self.generators = p_crop, p_small, nuisances, generators
+        unknown = set(patch_tasks) - set(self.tasks)
+        if unknown:
+            raise ValueError(f"patch_tasks {', '.join(sorted(unknown))} not among the tasks {', '.join(self.tasks)}")
+        self.patch_tasks = tuple(patch_tasks)
 
     def _distortions(self, rng: np.random.Generator) -> dict[str, float]:
         r = rng.random()
@@ -136,11 +158,13 @@ class SynthPatchDataset(IterableDataset):
         return self.nuisances.scene(frame, rng)
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        clean = self._clean(rng)
+        scene = self._clean(rng)
         severities = self._distortions(rng)
-        frame = Recipe.constant(severities, rng, self.generators).render(clean, float(rng.uniform(0, 10)))
+        recipe = Recipe.constant(severities, rng, self.generators)
+        t = float(rng.uniform(0, 10))
+        frame = recipe.render(scene, t)
         camera = int(rng.integers(2**31))
-        clean, frame = self.nuisances.after_camera(clean, camera), self.nuisances.after_camera(frame, camera)
+        clean, frame = self.nuisances.after_camera(scene, camera), self.nuisances.after_camera(frame, camera)
         quality = fr_quality(clean, frame)
         if "compression" not in self.tasks and rng.random() < 0.6:
             # Real feeds arrive through a codec: light, unlabelled coding keeps the model from reading
@@ -152,9 +176,23 @@ class SynthPatchDataset(IterableDataset):
             else:
                 frame = jpeg_roundtrip(frame, int(rng.integers(47, 61)))
         x = extract(frame, self.cfg, rng)
-        s = np.array([severities.get(t, 0.0) for t in self.tasks], np.float32)
-        return {"patches": x.patches, "context": x.context, "mask": x.mask, "presence": (s > 0).astype(np.float32),
-                "severity": s, "quality": np.float32(quality), "nss": nss_features(x.patches)}
+        s = np.array([severities.get(name, 0.0) for name in self.tasks], np.float32)
+        out = {"patches": x.patches, "context": x.context, "mask": x.mask, "presence": (s > 0).astype(np.float32),
+               "severity": s, "quality": np.float32(quality), "nss": nss_features(x.patches)}
+        if self.patch_tasks:
+            out["patch_presence"] = self._patch_presence(scene, severities, recipe, t, x)
+        return out
+
+    def _patch_presence(self, scene, severities, recipe: Recipe, t: float, inputs) -> np.ndarray:
+        """(K, patch tasks) targets: where in the frame each of `patch_tasks` shows, by how much that
+        distortion alone (same parameters, same time) changes each patch of the scene; 0 where absent.
+        Local smoke (a puff, a column) is labelled in the patches under it and not in the clear ones."""
+        out = np.zeros((len(inputs.patches), len(self.patch_tasks)), np.float32)
+        for j, name in enumerate(self.patch_tasks):
+            if severities.get(name, 0.0) > 0:
+                alone = compose(scene, {name: severities[name]}, recipe.params, t)
+                out[:, j] = patch_targets(patch_effects(scene, alone, inputs))
+        return out
 
     def __iter__(self):
         info = get_worker_info()

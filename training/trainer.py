@@ -3,8 +3,9 @@
 Samples are synthesised on the fly from clean content (training.dataset). Loss = presence BCE +
 severity L1 (on present distortions) + quality L1 (scaled to [0, 1]) + `nss_weight` x NSS L1 (on
 standardised features) + `directional_weight` x presence BCE of the directional-energy pathway
-alone. Validation uses content that training never sees (other procedural seeds, other frames and
-time ranges of the real videos): split by source content, never by patch.
+alone + `patch_weight` x the per-patch presence BCE of `patch_tasks` (where in the frame they show).
+Validation uses content that training never sees (other procedural seeds, other frames and time
+ranges of the real videos): split by source content, never by patch.
 What is validated and shipped is an exponential moving average of the weights (`ema_decay`): with
 the small batches a CPU affords, the raw weights jump from step to step, and successive
 checkpoints scored far apart on the same test set. The best validation score is kept as
@@ -72,6 +73,12 @@ class TrainConfig:
     # Generators each distortion may draw (training.distortions); empty: all. A leave-one-generator-out
     # run trains with one left out here and is tested on that one alone.
     generators: dict = field(default_factory=dict)
+    # Tasks also supervised per patch (training.dataset: where the distortion alone changes each
+    # patch), through the presence heads applied to each patch (model.network.QualityNet.patch_presence),
+    # weighted by `patch_weight`: local smoke is then learnt in the patches it covers, not only from
+    # the frame's whole view.
+    patch_tasks: tuple[str, ...] = ()
+    patch_weight: float = 0.5
     steps: int = 2400
     batch_size: int = 32
     lr: float = 2e-3
@@ -105,7 +112,7 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
-        for k in ("tasks", "train_content", "val_content"):
+        for k in ("tasks", "train_content", "val_content", "patch_tasks"):
             if k in data:
                 data[k] = tuple(data[k])
         return cls(**data)
@@ -115,7 +122,8 @@ class TrainConfig:
 
     def dataset(self, contents, input_cfg, seed: int, **kw) -> SynthPatchDataset:
         return SynthPatchDataset(contents, self.tasks, input_cfg, seed=seed, p_clean=self.p_clean, p_shading=self.scene_shading,
-                                 p_small=self.small_frames, nuisances=Nuisances(self.nuisances), generators=self.generator_choice(), **kw)
+                                 p_small=self.small_frames, nuisances=Nuisances(self.nuisances), generators=self.generator_choice(),
+                                 patch_tasks=self.patch_tasks, **kw)
 
 
 def load_contents(specs, seed: int) -> list:
@@ -187,8 +195,12 @@ def losses(model, out: dict, batch: dict, cfg: TrainConfig) -> dict[str, torch.T
     directional = F.binary_cross_entropy_with_logits(out["directional_logits"], batch["presence"])
     total = (presence + cfg.severity_weight * severity + cfg.quality_weight * quality + cfg.nss_weight * nss
              + cfg.directional_weight * directional)
-    return {"loss": total, "presence": presence, "severity": severity, "quality": quality, "nss": nss,
-            "directional": directional}
+    parts = {"presence": presence, "severity": severity, "quality": quality, "nss": nss, "directional": directional}
+    if cfg.patch_tasks:
+        columns = [cfg.tasks.index(name) for name in cfg.patch_tasks]
+        parts["patch"] = F.binary_cross_entropy_with_logits(out["patch_presence_logits"][..., columns], batch["patch_presence"])
+        total = total + cfg.patch_weight * parts["patch"]
+    return {"loss": total, **parts}
 
 
 @torch.no_grad()
@@ -203,8 +215,8 @@ def update_average(average, model, step: int, decay: float) -> None:
             a.copy_(m)
 
 
-def model_inputs(batch: dict) -> dict:
-    return {k: batch[k] for k in ("patches", "context", "mask")}
+def model_inputs(batch: dict, cfg: TrainConfig) -> dict:
+    return {**{k: batch[k] for k in ("patches", "context", "mask")}, "patch_map": bool(cfg.patch_tasks)}
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -219,7 +231,7 @@ def evaluate_batches(model, batches: list[dict], cfg: TrainConfig) -> dict:
     probs, sev, qual, ys, ss, qs, tot = [], [], [], [], [], [], []
     for b in batches:
         on_device = to_device(b, device)
-        out = model(**model_inputs(on_device))
+        out = model(**model_inputs(on_device, cfg))
         tot.append(losses(model, out, on_device, cfg)["loss"].item())
         out = {k: v.cpu() for k, v in out.items()}
         probs.append(torch.sigmoid(out["presence_logits"]))
@@ -315,7 +327,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         for g in opt.param_groups:
             g["lr"] = get_lr(step, cfg)
         batch = to_device(next(loader), device)
-        out_ = forward(model_inputs(batch))
+        out_ = forward(model_inputs(batch, cfg))
         parts = losses(model, out_, batch, cfg)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()

@@ -206,7 +206,7 @@ def _mean_std(x: torch.Tensor, dims, weight: torch.Tensor | None = None) -> torc
 class QualityNet(nn.Module):
     def __init__(self, tasks: tuple[str, ...], widths: tuple[int, ...] = (16, 32, 48, 64, 96),
                  taps: tuple[int, ...] = (1, 2, -1), hidden: int = 192, aux_hidden: int = 64, directional_hidden: int = 64,
-                 num_nss: int = 33, scale_ratios: bool = False, directional_mix: bool = False,
+                 num_nss: int = 33, scale_ratios: bool = False, directional_mix: bool = False, patch_aux: int = 0,
                  input_cfg: InputConfig | None = None):
         super().__init__()
         self.tasks = tuple(tasks)
@@ -228,6 +228,9 @@ class QualityNet(nn.Module):
         self.aux_hidden = nn.Sequential(nn.Linear(2 * c, aux_hidden), nn.ReLU(inplace=True))
         self.aux_out = nn.Linear(aux_hidden, num_nss)
         self.quality = nn.Sequential(nn.Linear(hidden + aux_hidden, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
+        # A training signal, like directional_logits: `patch_aux` logits per patch from that patch's own
+        # pooled trunk features, so that the trunk learns where a local distortion lies (training.trainer).
+        self.patch_aux = nn.Linear(2 * c, patch_aux) if patch_aux else None
         cfg = self.input_cfg
         self.register_buffer("pixel_mean", torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("pixel_std", torch.tensor(cfg.std).view(1, 3, 1, 1) * 255.0)
@@ -276,9 +279,11 @@ class QualityNet(nn.Module):
         presence = self.presence(h)
         if self.directional_mix is not None:
             presence = presence + self.directional_mix(directional_logits)
-        return {"presence_logits": presence, "severity": torch.sigmoid(self.severity(h)),
-                "quality": 100.0 * torch.sigmoid(q), "nss": self.aux_out(aux_h),
-                "directional_logits": directional_logits}
+        out = {"presence_logits": presence, "severity": torch.sigmoid(self.severity(h)),
+               "quality": 100.0 * torch.sigmoid(q), "nss": self.aux_out(aux_h), "directional_logits": directional_logits}
+        if self.patch_aux is not None:
+            out["patch_aux_logits"] = self.patch_aux(per_patch)
+        return out
 
     def forward(self, patches, context, mask, patch_map: bool = False):
         """The heads' outputs; with `patch_map` also "patch_presence_logits" (B, K, tasks)."""

@@ -163,3 +163,22 @@ def test_per_patch_targets_leave_the_sample_stream_unchanged():
     a = list(SynthPatchDataset(contents, DEFAULT_TASKS, InputConfig(), seed=3, length=4))
     b = list(SynthPatchDataset(contents, DEFAULT_TASKS, InputConfig(), seed=3, length=4, patch_tasks=("smoke",)))
     assert all(torch.equal(x["patches"], y["patches"]) and torch.equal(x["severity"], y["severity"]) for x, y in zip(a, b))
+
+
+def test_real_degraded_content_is_labelled_present_with_its_severity_and_quality_unknown():
+    contents = [ProceduralScene(i, (640, 360)) for i in range(2)]
+    smoky = [(ProceduralScene(9, (640, 360)), "smoke")]  # stands in for a real smoky frame
+    samples = list(SynthPatchDataset(contents, DEFAULT_TASKS, InputConfig(), seed=1, length=40, degraded=smoky, p_degraded=0.3))
+    smoke = DEFAULT_TASKS.index("smoke")
+    real = [s for s in samples if s["quality_known"] == 0]
+    synthetic = [s for s in samples if s["quality_known"] == 1]
+    assert 4 <= len(real) <= 20 and len(real) + len(synthetic) == 40
+    for s in real:
+        assert s["presence"][smoke] == 1 and s["severity_known"][smoke] == 0 and s["severity"][smoke] == 0
+        assert s["severity_known"].sum() == len(DEFAULT_TASKS) - 1
+    assert any(s["presence"].sum() > 1 for s in real)  # synthetic distortions are added beside it
+    assert all(s["severity_known"].all() and torch.equal(s["presence"], (s["severity"] > 0).float()) for s in synthetic)
+    with pytest.raises(ValueError, match="none found"):
+        SynthPatchDataset(contents, DEFAULT_TASKS, InputConfig(), p_degraded=0.1)
+    with pytest.raises(ValueError, match="shows glare, not a task"):
+        SynthPatchDataset(contents, DEFAULT_TASKS, InputConfig(), degraded=[(contents[0], "glare")], p_degraded=0.1)

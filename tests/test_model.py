@@ -4,6 +4,7 @@ import torch
 
 from model import CheckpointError, Predictor, create_model, list_models, load_checkpoint, save_checkpoint
 from model.checkpoint import read_checkpoint
+from model.preprocess import extract
 from model.predict import native_bfloat16, resolve_device, resolve_precision
 from model.tasks import DEFAULT_TASKS
 
@@ -41,6 +42,22 @@ def test_checkpoint_round_trip_keeps_weights_and_metadata(tmp_path, scene_frame)
     b = Predictor(loaded, "cpu").predict([scene_frame])[0]
     assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6) and a.quality == pytest.approx(b.quality, abs=1e-4)
     assert create_model("scopewatch_lap5_small", checkpoint_path=path).tasks == DEFAULT_TASKS
+
+
+def test_a_per_patch_training_head_is_rebuilt_from_its_checkpoint_and_leaves_the_answers_alone(tmp_path, scene_frame):
+    torch.manual_seed(0)
+    model = create_model("scopewatch_lap5_small", tasks=DEFAULT_TASKS, patch_aux=1)
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "m.pt"))
+    assert loaded.model_args["patch_aux"] == 1 and torch.equal(loaded.patch_aux.weight, model.patch_aux.weight)
+    x = extract(scene_frame, model.input_cfg)
+    inputs = [torch.as_tensor(v[None]) for v in (x.patches, x.context, x.mask.astype(np.float32))]
+    with torch.no_grad():
+        out = loaded.eval()(*inputs)
+        assert out["patch_aux_logits"].shape == (1, 8, 1)
+        model.eval().patch_aux = None  # the frame's answers do not read it
+        assert torch.equal(model(*inputs)["presence_logits"], out["presence_logits"])
+    [p] = Predictor(loaded, "cpu").predict([scene_frame])
+    assert set(p.probabilities) == set(DEFAULT_TASKS)
 
 
 def test_bad_checkpoints_are_refused_with_one_line(tmp_path):

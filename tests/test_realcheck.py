@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, surgical
 from training.realcheck import ITEMS, Observed, RealItem, items, score
-from training.surgical import TRAIN_SOURCES
+from training.surgical import TRAIN_DEGRADED, TRAIN_SOURCES, VAL_SOURCES
 
 TASKS = ("noise", "smoke")
 
@@ -19,13 +19,30 @@ def test_splits_are_kept_apart():
     val, ev = items("val"), items("eval")
     assert val and ev and {i.split for i in val} == {"val"} and {i.split for i in ev} == {"eval"}
     # The data README's val folders, or train-split clips that training never sees (training.surgical).
-    trained_on = [s.spec.split("@")[0] for s in TRAIN_SOURCES]
+    trained_on = [s.spec.split("@")[0] for s in TRAIN_SOURCES + TRAIN_DEGRADED]
     assert all(i.path.startswith("val_") or i.path.startswith("train_more/cholec80_clips/") for i in val)
     assert not any(i.path in trained_on for i in val)
     assert not any(i.path.startswith(("val_", "train")) for i in ev)
     assert len(ITEMS) == len(val) + len(ev)
     with pytest.raises(ValueError):
         items("train")
+
+
+def test_real_smoke_for_training_is_what_the_clean_content_left_out_and_no_val_footage():
+    assert TRAIN_DEGRADED and {s.present for s in TRAIN_DEGRADED} == {"smoke"}
+    assert all(s.present is None for s in TRAIN_SOURCES + VAL_SOURCES)
+    clean = {s.spec.split("@")[0].split("[")[0]: s for s in TRAIN_SOURCES}
+    val = {s.spec.split("@")[0] for s in VAL_SOURCES}
+    for source in TRAIN_DEGRADED:
+        path, _, window = source.spec.partition("@")
+        assert path not in val
+        if path.endswith(".png"):  # a still screened out of its folder's clean content
+            folder, name = path.rsplit("/", 1)
+            assert name.startswith(clean[folder].exclude)
+        else:  # seconds outside the clean window of the same clip
+            start, end = (float(v) for v in window.split(":"))
+            c0, _, c1 = clean[path].spec.partition("@")[2].partition(":")
+            assert end <= float(c0 or 0) or (c1 and start >= float(c1))
 
 
 def test_clean_items_count_alarmed_frames_and_false_events_per_ten_minutes():

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -110,24 +111,47 @@ def test_mixed_precision_forward_stays_close_to_float32():
     assert not torch.equal(mixed["presence_logits"], full["presence_logits"])  # the trunk did run in bfloat16
 
 
-def test_per_patch_loss_trains_the_presence_heads_on_each_patch_of_the_patch_tasks():
+@pytest.mark.parametrize("head", ["presence", "own"])
+def test_per_patch_loss_trains_the_chosen_head_on_each_patch_of_the_patch_tasks(head):
     from torch.utils.data import DataLoader
     torch.manual_seed(0)
-    cfg = TrainConfig(model="scopewatch_lap5_small", tasks=("noise", "smoke"), patch_tasks=("smoke",), patch_weight=0.5)
-    model = create_model(cfg.model, cfg.tasks)
+    cfg = TrainConfig(model="scopewatch_lap5_small", tasks=("noise", "smoke"), patch_tasks=("smoke",), patch_weight=0.5,
+                      patch_head=head)
+    model = create_model(cfg.model, cfg.tasks, patch_aux=1 if head == "own" else None)
     batch = next(iter(DataLoader(cfg.dataset([ProceduralScene(0, (640, 360))], model.input_cfg, seed=1, length=4), batch_size=4)))
     assert batch["patch_presence"].shape == (4, 8, 1)
     out = model(**model_inputs(batch, cfg))
     parts = losses(model, out, batch, cfg)
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(out["patch_presence_logits"][..., 1:], batch["patch_presence"])
+    logits = out["patch_presence_logits"][..., 1:] if head == "presence" else out["patch_aux_logits"]
+    assert logits.shape == (4, 8, 1)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["patch_presence"])
     assert torch.allclose(parts["patch"], expected)
     others = sum(parts[k] * w for k, w in (("presence", 1), ("severity", cfg.severity_weight), ("quality", cfg.quality_weight),
                                            ("nss", cfg.nss_weight), ("directional", cfg.directional_weight)))
     assert torch.allclose(parts["loss"], others + 0.5 * expected)
     parts["patch"].backward()
-    assert model.presence.weight.grad[1].abs().sum() > 0 and model.presence.weight.grad[0].abs().sum() == 0  # smoke's head only
+    grad = model.presence.weight.grad
+    if head == "presence":  # smoke's presence head only, and the directional pathway serves it too
+        assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == 0
+        assert model.directional_mlp[1].weight.grad.abs().sum() > 0
+    else:  # the trunk and the head of its own; the frame's heads and the directional pathway untouched
+        assert grad is None and model.directional_mlp[1].weight.grad is None
+        assert model.patch_aux.weight.grad.abs().sum() > 0 and model.trunk.stages[0][0].weight.grad.abs().sum() > 0
     plain = TrainConfig(model=cfg.model, tasks=cfg.tasks)
     assert "patch" not in losses(model, model(**model_inputs(batch, plain)), batch, plain)
+
+
+def test_unknown_severities_and_qualities_are_left_out_of_their_losses():
+    cfg = TrainConfig(tasks=("noise", "smoke"))
+    out = {"presence_logits": torch.zeros(2, 2), "severity": torch.full((2, 2), 0.5), "quality": torch.tensor([50.0, 50.0]),
+           "nss": torch.zeros(2, 3), "directional_logits": torch.zeros(2, 2)}
+    model = types.SimpleNamespace(nss_mean=torch.zeros(3), nss_std=torch.ones(3))
+    batch = {"presence": torch.tensor([[1.0, 1.0], [0.0, 1.0]]), "severity": torch.tensor([[0.9, 0.0], [0.0, 0.7]]),
+             "severity_known": torch.tensor([[1.0, 0.0], [1.0, 1.0]]), "quality": torch.tensor([70.0, 0.0]),
+             "quality_known": torch.tensor([1.0, 0.0]), "nss": torch.zeros(2, 3)}
+    parts = losses(model, out, batch, cfg)
+    assert parts["severity"].item() == pytest.approx((0.4 + 0.2) / 2)  # the real smoke's unknown severity is out
+    assert parts["quality"].item() == pytest.approx(0.2)  # only the first sample's quality is known
 
 
 def test_weight_average_lags_the_weights_and_starts_close_to_them():
@@ -144,12 +168,16 @@ def test_weight_average_lags_the_weights_and_starts_close_to_them():
     assert torch.equal(average.weight, model.weight)
 
 
-def test_a_settings_file_naming_an_unknown_generator_is_one_line(tmp_path):
+@pytest.mark.parametrize("settings, message", [
+    ('{"generators": {"smoke": ["fog"]}}', "generators: smoke has no generator fog"),
+    ('{"patch_tasks": ["smoke"], "patch_head": "neck"}', "patch_head must be presence or own"),
+])
+def test_a_settings_file_with_a_bad_setting_is_one_line(tmp_path, settings, message):
     config = tmp_path / "train.json"
-    config.write_text('{"generators": {"smoke": ["fog"]}}')
+    config.write_text(settings)
     r = subprocess.run([sys.executable, "-m", "apps.cli", "train", "--config", str(config), "--out", str(tmp_path / "run")],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "generators: smoke has no generator fog" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("args, message", [

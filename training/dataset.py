@@ -108,9 +108,14 @@ class SynthPatchDataset(IterableDataset):
     def __init__(self, contents: list[Content], tasks: tuple[str, ...], cfg: InputConfig, seed: int = 0,
                  p_clean: float = 0.2, p_single: float = 0.4, p_shading: float = 0.4, severity_skew: float = 1.0,
                  length: int | None = None, p_crop: float = 0.3, p_small: float = 0.0, nuisances: Nuisances = Nuisances(),
-                 generators: dict[str, tuple[str, ...]] | None = None, patch_tasks: tuple[str, ...] = ()):
+                 generators: dict[str, tuple[str, ...]] | None = None, patch_tasks: tuple[str, ...] = (),
+                 degraded: list[tuple[Content, str]] = (), p_degraded: float = 0.0):
         if not contents:
             raise ValueError("no content to synthesise from")
+        if p_degraded > 0 and not degraded:
+            raise ValueError("real degraded content asked for, but none found")
+        if {name for _, name in degraded} - set(tasks):
+            raise ValueError(f"real degraded content shows {', '.join(sorted({n for _, n in degraded} - set(tasks)))}, not a task")
         self.contents, self.tasks, self.cfg = contents, tuple(tasks), cfg
         self.seed, self.p_clean, self.p_single, self.length = seed, p_clean, p_single, length
         self.p_shading, self.severity_skew = p_shading, severity_skew
@@ -119,6 +124,7 @@ class SynthPatchDataset(IterableDataset):
         if unknown:
             raise ValueError(f"patch_tasks {', '.join(sorted(unknown))} not among the tasks {', '.join(self.tasks)}")
         self.patch_tasks = tuple(patch_tasks)
+        self.degraded, self.p_degraded = list(degraded), p_degraded
 
     def _distortions(self, rng: np.random.Generator) -> dict[str, float]:
         r = rng.random()
@@ -129,12 +135,15 @@ class SynthPatchDataset(IterableDataset):
         names = rng.choice(self.tasks, size=k, replace=False)
         return {str(n): draw_severity(rng, self.severity_skew) for n in names}
 
-    def _clean(self, rng: np.random.Generator) -> np.ndarray:
-        """A content frame with natural variation that is *not* a distortion: flips, crops, smaller
-        pictures of the same view, the scope's own light fall-off, the shading of the scene's relief,
-        and the nuisances of normal surgery (training.nuisances: colour casts, glints, instruments,
-        black borders, lens distortion), so the model takes none of them for a defect."""
-        frame = self.contents[int(rng.integers(len(self.contents)))].frame_at(float(rng.uniform(0, 60)))
+    def _clean(self, rng: np.random.Generator, content: Content | None = None) -> np.ndarray:
+        """A content frame (of `content`, else of a content drawn at random) with natural variation
+        that is *not* a distortion: flips, crops, smaller pictures of the same view, the scope's own
+        light fall-off, the shading of the scene's relief, and the nuisances of normal surgery
+        (training.nuisances: colour casts, glints, instruments, black borders, lens distortion), so
+        the model takes none of them for a defect."""
+        if content is None:
+            content = self.contents[int(rng.integers(len(self.contents)))]
+        frame = content.frame_at(float(rng.uniform(0, 60)))
         if rng.random() < 0.5:
             frame = frame[:, ::-1]
         if rng.random() < 0.15:  # the scope is rotated in its port: the view can be upside down
@@ -158,8 +167,14 @@ class SynthPatchDataset(IterableDataset):
         return self.nuisances.scene(frame, rng)
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        scene = self._clean(rng)
+        content, real = None, None
+        if self.p_degraded > 0 and rng.random() < self.p_degraded:
+            # Real degraded footage: what a person sees in it is present at a severity nobody
+            # measured, and the synthetic distortions drawn beside it are added as on clean content.
+            content, real = self.degraded[int(rng.integers(len(self.degraded)))]
+        scene = self._clean(rng, content)
         severities = self._distortions(rng)
+        severities.pop(real, None)
         recipe = Recipe.constant(severities, rng, self.generators)
         t = float(rng.uniform(0, 10))
         frame = recipe.render(scene, t)
@@ -177,8 +192,14 @@ class SynthPatchDataset(IterableDataset):
                 frame = jpeg_roundtrip(frame, int(rng.integers(47, 61)))
         x = extract(frame, self.cfg, rng)
         s = np.array([severities.get(name, 0.0) for name in self.tasks], np.float32)
-        out = {"patches": x.patches, "context": x.context, "mask": x.mask, "presence": (s > 0).astype(np.float32),
-               "severity": s, "quality": np.float32(quality), "nss": nss_features(x.patches)}
+        presence = (s > 0).astype(np.float32)
+        severity_known = np.ones(len(self.tasks), np.float32)
+        if real is not None:
+            presence[self.tasks.index(real)], severity_known[self.tasks.index(real)] = 1.0, 0.0
+        # quality_known 0: the reference was already degraded, so the FR quality says nothing.
+        out = {"patches": x.patches, "context": x.context, "mask": x.mask, "presence": presence, "severity": s,
+               "severity_known": severity_known, "quality": np.float32(quality), "quality_known": np.float32(real is None),
+               "nss": nss_features(x.patches)}
         if self.patch_tasks:
             out["patch_presence"] = self._patch_presence(scene, severities, recipe, t, x)
         return out

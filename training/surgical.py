@@ -4,9 +4,13 @@ screened, with what each source is and what was left out of it and why.
 Only the train split is listed here (val is for thresholds and checkpoint choice, through
 `scopewatch check-real val`; eval is only reported). Frames were screened by eye on a contact sheet
 (and against the previous model's alarms, to find what to look at): frames that show smoke, blur or
-haze are left out, since everything here is labelled clean before it is distorted. The Cholec80
-clips were screened at 0.2 s steps: only their clear seconds are used (until synth_v12 the whole
-clips were, cautery smoke and all, labelled clean).
+haze are left out of the clean content, since everything there is labelled clean before it is
+distorted. The Cholec80 clips were screened at 0.2 s steps: only their clear seconds are used (until
+synth_v12 the whole clips were, cautery smoke and all, labelled clean).
+
+The plainly smoky of those left-out frames and seconds are `TRAIN_DEGRADED`: real smoke, labelled
+with what a person sees in it, which the trainer may mix in (`TrainConfig.real_degraded`). Frames a
+person could call either way (OP2 images 01, 19 and 34, the wisp of `video02_100`) are in neither.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class RealSource:
     aspect: float | None = None  # true width/height of files stored stretched
     exclude: tuple[str, ...] = ()  # file-name prefixes screened out
     why_excluded: str = ""
+    present: str | None = None  # the distortion a person sees in it (None: clean content)
 
     def open(self, size: tuple[int, int], seed: int, root: Path = SURGICAL) -> list[Content]:
         return open_content(str(root / self.spec), size, seed=seed, aspect=self.aspect, exclude=self.exclude)
@@ -55,6 +60,17 @@ TRAIN_SOURCES = (
         ("video02_100", "@1.4:", "a faint wisp of smoke at 0.6-1.2 s"),
         ("video02_101", "@2.2:", "cautery smoke at 1.2-2 s"))),
 )
+# Real smoke of the train split: the smoky frames and seconds screened out of TRAIN_SOURCES above.
+_SMOKY_ENDOVIS = ("OP2_img_04", "OP2_img_10", "OP2_img_22", "OP2_img_25", "OP2_img_28", "OP2_img_31", "OP3_img_19")
+TRAIN_DEGRADED = (
+    *(RealSource(f"train_more/endovis15_colorectal/{name}_raw.png", "EndoVis 2015: a haze of smoke over the field",
+                 present="smoke") for name in _SMOKY_ENDOVIS),
+    *(RealSource(f"train_more/cholec80_clips/{clip}.mp4@{window}", what, aspect=WIDESCREEN, present="smoke")
+      for clip, window, what in (
+        ("video01_230", "0.2:1", "Cholec80: cautery smoke rising from the hook"),
+        ("video01_230", "3.6:4.2", "Cholec80: a milky cloud of cautery smoke"),
+        ("video02_101", "1.2:2", "Cholec80: cautery smoke beside the hook"))),
+)
 # The trainer's synthetic validation draws on other real content than its training: another time
 # range of the 720p video, and two Cholec80 clips of video02 that training never sees.
 VAL_SOURCES = (
@@ -80,7 +96,7 @@ def open_sources(sources, size: tuple[int, int], seed: int, root: Path = SURGICA
 
 def main() -> None:
     """`python -m training.surgical`: each training source's count and share of the samples (the
-    trainer draws a source uniformly), the table of docs/MODEL.md."""
+    trainer draws a source uniformly), the table of docs/MODEL.md, and the real degraded footage's."""
     from training.trainer import TrainConfig, load_contents
 
     cfg = TrainConfig()
@@ -91,6 +107,12 @@ def main() -> None:
         frames = sum(len(getattr(c, "frames", [None])) for c in contents)
         print(f"{spec:<50} {len(contents):>4} sources {frames:>5} frames {len(contents) / total:6.1%} of samples")
     print(f"{'total':<50} {total:>4} sources; real {1 - sum(len(c) for s, c in rows[len(TRAIN_SOURCES):]) / total:.1%}")
+    degraded = [(s, open_sources([s], (640, 360), cfg.seed)) for s in TRAIN_DEGRADED]
+    found = sum(len(c) for _, c in degraded)
+    print(f"real degraded footage, {cfg.real_degraded:.0%} of samples (real_degraded), each source drawn uniformly:")
+    for source, contents in degraded:
+        share = cfg.real_degraded * len(contents) / found if found else 0.0
+        print(f"  {source.spec:<48} {source.present:<6} {share:6.1%} of samples")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`scopewatch train`: the multi-task trainer (one file; defaults at the top, nanoGPT style).
 
 Samples are synthesised on the fly from clean content (training.dataset). Loss = presence BCE +
-severity L1 (on present distortions) + quality L1 (scaled to [0, 1]) + `nss_weight` x NSS L1 (on
+severity L1 (on present distortions of known severity) + quality L1 (scaled to [0, 1]; where the
+FR quality is known, i.e. not on real degraded footage) + `nss_weight` x NSS L1 (on
 standardised features) + `directional_weight` x presence BCE of the directional-energy pathway
 alone + `patch_weight` x the per-patch presence BCE of `patch_tasks` (where in the frame they show).
 Validation uses content that training never sees (other procedural seeds, other frames and time
@@ -48,7 +49,7 @@ from training.dataset import SynthPatchDataset
 from training.distortions import create_distortion
 from training.metrics import identification_metrics, quality_metrics
 from training.nuisances import Nuisances
-from training.surgical import TRAIN_SOURCES, VAL_SOURCES, open_sources
+from training.surgical import TRAIN_DEGRADED, TRAIN_SOURCES, VAL_SOURCES, open_sources
 
 log = logging.getLogger("scopewatch.train")
 VAL_SEED = 10_000
@@ -74,11 +75,17 @@ class TrainConfig:
     # run trains with one left out here and is tested on that one alone.
     generators: dict = field(default_factory=dict)
     # Tasks also supervised per patch (training.dataset: where the distortion alone changes each
-    # patch), through the presence heads applied to each patch (model.network.QualityNet.patch_presence),
-    # weighted by `patch_weight`: local smoke is then learnt in the patches it covers, not only from
-    # the frame's whole view.
+    # patch), weighted by `patch_weight`, so that local smoke is learnt in the patches it covers, not
+    # only from the frame's whole view. `patch_head` "presence": through the presence heads applied to
+    # each patch (model.network.QualityNet.patch_presence, which the neck and the directional pathway
+    # then also serve); "own": through a per-patch head of its own on the trunk's patch features.
     patch_tasks: tuple[str, ...] = ()
     patch_weight: float = 0.5
+    patch_head: str = "presence"
+    # Share of training samples drawn from the real smoke of the train split (training.surgical.
+    # TRAIN_DEGRADED), labelled present; nobody measured its severity or the quality, so those
+    # losses leave such samples out.
+    real_degraded: float = 0.0
     steps: int = 2400
     batch_size: int = 32
     lr: float = 2e-3
@@ -187,9 +194,10 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
 
 def losses(model, out: dict, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     presence = F.binary_cross_entropy_with_logits(out["presence_logits"], batch["presence"])
-    present = batch["presence"]
+    present = batch["presence"] * batch["severity_known"]
     severity = ((out["severity"] - batch["severity"]).abs() * present).sum() / present.sum().clamp_min(1.0)
-    quality = (out["quality"] - batch["quality"]).abs().mean() / 100.0
+    known = batch["quality_known"]
+    quality = ((out["quality"] - batch["quality"]).abs() * known).sum() / known.sum().clamp_min(1.0) / 100.0
     nss_target = (batch["nss"] - model.nss_mean) / model.nss_std
     nss = (out["nss"] - nss_target).abs().mean()
     directional = F.binary_cross_entropy_with_logits(out["directional_logits"], batch["presence"])
@@ -197,8 +205,11 @@ def losses(model, out: dict, batch: dict, cfg: TrainConfig) -> dict[str, torch.T
              + cfg.directional_weight * directional)
     parts = {"presence": presence, "severity": severity, "quality": quality, "nss": nss, "directional": directional}
     if cfg.patch_tasks:
-        columns = [cfg.tasks.index(name) for name in cfg.patch_tasks]
-        parts["patch"] = F.binary_cross_entropy_with_logits(out["patch_presence_logits"][..., columns], batch["patch_presence"])
+        if cfg.patch_head == "own":
+            logits = out["patch_aux_logits"]
+        else:
+            logits = out["patch_presence_logits"][..., [cfg.tasks.index(name) for name in cfg.patch_tasks]]
+        parts["patch"] = F.binary_cross_entropy_with_logits(logits, batch["patch_presence"])
         total = total + cfg.patch_weight * parts["patch"]
     return {"loss": total, **parts}
 
@@ -216,7 +227,7 @@ def update_average(average, model, step: int, decay: float) -> None:
 
 
 def model_inputs(batch: dict, cfg: TrainConfig) -> dict:
-    return {**{k: batch[k] for k in ("patches", "context", "mask")}, "patch_map": bool(cfg.patch_tasks)}
+    return {**{k: batch[k] for k in ("patches", "context", "mask")}, "patch_map": bool(cfg.patch_tasks) and cfg.patch_head == "presence"}
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -270,6 +281,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         raise ValueError(f"scene_shading must be in [0, 1], got {cfg.scene_shading}")
     if not cfg.severity_skew > 0.0:
         raise ValueError(f"severity_skew must be positive, got {cfg.severity_skew}")
+    if cfg.patch_head not in ("presence", "own"):
+        raise ValueError(f"patch_head must be presence or own, got {cfg.patch_head!r}")
+    if not 0.0 <= cfg.real_degraded < 1.0:
+        raise ValueError(f"real_degraded must be in [0, 1), got {cfg.real_degraded}")
     for name, gens in cfg.generator_choice().items():
         try:
             create_distortion(name, gens)  # unknown names are refused before anything runs
@@ -296,8 +311,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         step, best = int(state["step"]), float(state["best_score"])
         log.info("resuming %s at step %d (best score %.4f)", out / "last.pt", step, best)
     else:
-        model = create_model(cfg.model, cfg.tasks, scale_ratios=cfg.scale_ratios,
-                             input_cfg=InputConfig(placement=cfg.placement)).train()
+        model = create_model(cfg.model, cfg.tasks, scale_ratios=cfg.scale_ratios, input_cfg=InputConfig(placement=cfg.placement),
+                             patch_aux=len(cfg.patch_tasks) if cfg.patch_head == "own" and cfg.patch_tasks else None).train()
         model.nss_mean, model.nss_std = nss_statistics(train_contents, cfg, model.input_cfg)
     model = model.to(device, memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
@@ -314,7 +329,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     # severities stay uniform (fixed_batches), so runs of different severity_skew compare too.
     val = fixed_batches(val_contents, cfg, model.input_cfg, seed=VAL_SEED)
     # The stream's seed includes the step, so a resumed run continues with fresh samples.
-    stream = cfg.dataset(train_contents, model.input_cfg, cfg.seed * 1_000_003 + step, severity_skew=cfg.severity_skew)
+    degraded = [(c, source.present) for source in TRAIN_DEGRADED for c in open_sources([source], (640, 360), cfg.seed)] \
+        if cfg.real_degraded else []
+    stream = cfg.dataset(train_contents, model.input_cfg, cfg.seed * 1_000_003 + step, severity_skew=cfg.severity_skew,
+                         degraded=degraded, p_degraded=cfg.real_degraded)
     loader = iter(DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,
                              persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None,
                              pin_memory=device.type == "cuda"))

@@ -114,8 +114,9 @@ class SynthPatchDataset(IterableDataset):
             raise ValueError("no content to synthesise from")
         if p_degraded > 0 and not degraded:
             raise ValueError("real degraded content asked for, but none found")
-        if {name for _, name in degraded} - set(tasks):
-            raise ValueError(f"real degraded content shows {', '.join(sorted({n for _, n in degraded} - set(tasks)))}, not a task")
+        shown = {name for _, name in degraded} - set(tasks)
+        if shown:
+            raise ValueError(f"real degraded content shows {', '.join(sorted(shown))}, not a task")
         self.contents, self.tasks, self.cfg = contents, tuple(tasks), cfg
         self.seed, self.p_clean, self.p_single, self.length = seed, p_clean, p_single, length
         self.p_shading, self.severity_skew = p_shading, severity_skew

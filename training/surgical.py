@@ -94,6 +94,11 @@ def open_sources(sources, size: tuple[int, int], seed: int, root: Path = SURGICA
     return out
 
 
+def open_degraded(size: tuple[int, int], seed: int, root: Path = SURGICAL) -> list[tuple[RealSource, Content]]:
+    """Every `TRAIN_DEGRADED` source found, each content with the source that says what is in it."""
+    return [(source, c) for source in TRAIN_DEGRADED for c in open_sources([source], size, seed, root)]
+
+
 def main() -> None:
     """`python -m training.surgical`: each training source's count and share of the samples (the
     trainer draws a source uniformly), the table of docs/MODEL.md, and the real degraded footage's."""
@@ -107,12 +112,10 @@ def main() -> None:
         frames = sum(len(getattr(c, "frames", [None])) for c in contents)
         print(f"{spec:<50} {len(contents):>4} sources {frames:>5} frames {len(contents) / total:6.1%} of samples")
     print(f"{'total':<50} {total:>4} sources; real {1 - sum(len(c) for s, c in rows[len(TRAIN_SOURCES):]) / total:.1%}")
-    degraded = [(s, open_sources([s], (640, 360), cfg.seed)) for s in TRAIN_DEGRADED]
-    found = sum(len(c) for _, c in degraded)
+    degraded = open_degraded((640, 360), cfg.seed)
     print(f"real degraded footage, {cfg.real_degraded:.0%} of samples (real_degraded), each source drawn uniformly:")
-    for source, contents in degraded:
-        share = cfg.real_degraded * len(contents) / found if found else 0.0
-        print(f"  {source.spec:<48} {source.present:<6} {share:6.1%} of samples")
+    for source, _ in degraded:
+        print(f"  {source.spec:<48} {source.present:<6} {cfg.real_degraded / len(degraded):6.1%} of samples")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from training.dataset import SynthPatchDataset
 from training.distortions import create_distortion
 from training.metrics import identification_metrics, quality_metrics
 from training.nuisances import Nuisances
-from training.surgical import TRAIN_DEGRADED, TRAIN_SOURCES, VAL_SOURCES, open_sources
+from training.surgical import TRAIN_SOURCES, VAL_SOURCES, open_degraded, open_sources
 
 log = logging.getLogger("scopewatch.train")
 VAL_SEED = 10_000
@@ -123,6 +123,11 @@ class TrainConfig:
             if k in data:
                 data[k] = tuple(data[k])
         return cls(**data)
+
+    @property
+    def patch_route(self) -> str | None:
+        """Which head the per-patch loss trains ("presence" or "own"), None without `patch_tasks`."""
+        return self.patch_head if self.patch_tasks else None
 
     def generator_choice(self) -> dict[str, tuple[str, ...]]:
         return {name: tuple(gens) for name, gens in self.generators.items()}
@@ -204,11 +209,9 @@ def losses(model, out: dict, batch: dict, cfg: TrainConfig) -> dict[str, torch.T
     total = (presence + cfg.severity_weight * severity + cfg.quality_weight * quality + cfg.nss_weight * nss
              + cfg.directional_weight * directional)
     parts = {"presence": presence, "severity": severity, "quality": quality, "nss": nss, "directional": directional}
-    if cfg.patch_tasks:
-        if cfg.patch_head == "own":
-            logits = out["patch_aux_logits"]
-        else:
-            logits = out["patch_presence_logits"][..., [cfg.tasks.index(name) for name in cfg.patch_tasks]]
+    if cfg.patch_route:
+        columns = [cfg.tasks.index(name) for name in cfg.patch_tasks]
+        logits = out["patch_aux_logits"] if cfg.patch_route == "own" else out["patch_presence_logits"][..., columns]
         parts["patch"] = F.binary_cross_entropy_with_logits(logits, batch["patch_presence"])
         total = total + cfg.patch_weight * parts["patch"]
     return {"loss": total, **parts}
@@ -227,7 +230,7 @@ def update_average(average, model, step: int, decay: float) -> None:
 
 
 def model_inputs(batch: dict, cfg: TrainConfig) -> dict:
-    return {**{k: batch[k] for k in ("patches", "context", "mask")}, "patch_map": bool(cfg.patch_tasks) and cfg.patch_head == "presence"}
+    return {**{k: batch[k] for k in ("patches", "context", "mask")}, "patch_map": cfg.patch_route == "presence"}
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -311,8 +314,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         step, best = int(state["step"]), float(state["best_score"])
         log.info("resuming %s at step %d (best score %.4f)", out / "last.pt", step, best)
     else:
-        model = create_model(cfg.model, cfg.tasks, scale_ratios=cfg.scale_ratios, input_cfg=InputConfig(placement=cfg.placement),
-                             patch_aux=len(cfg.patch_tasks) if cfg.patch_head == "own" and cfg.patch_tasks else None).train()
+        model = create_model(cfg.model, cfg.tasks, scale_ratios=cfg.scale_ratios,
+                             input_cfg=InputConfig(placement=cfg.placement), patch_aux=len(cfg.patch_tasks) if cfg.patch_route == "own" else None).train()
         model.nss_mean, model.nss_std = nss_statistics(train_contents, cfg, model.input_cfg)
     model = model.to(device, memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
@@ -329,8 +332,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     # severities stay uniform (fixed_batches), so runs of different severity_skew compare too.
     val = fixed_batches(val_contents, cfg, model.input_cfg, seed=VAL_SEED)
     # The stream's seed includes the step, so a resumed run continues with fresh samples.
-    degraded = [(c, source.present) for source in TRAIN_DEGRADED for c in open_sources([source], (640, 360), cfg.seed)] \
-        if cfg.real_degraded else []
+    degraded = [(c, source.present) for source, c in open_degraded((640, 360), cfg.seed)] if cfg.real_degraded else []
     stream = cfg.dataset(train_contents, model.input_cfg, cfg.seed * 1_000_003 + step, severity_skew=cfg.severity_skew,
                          degraded=degraded, p_degraded=cfg.real_degraded)
     loader = iter(DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,

@@ -152,6 +152,24 @@ def test_column_smoke_is_local_and_visible_when_faint(seed):
     assert (heavy < 0.9).mean() > 2 * (trans < 0.9).mean()
 
 
+
+@pytest.mark.parametrize("seed", range(4))
+def test_backscatter_smoke_greys_the_tissue_instead_of_whitening_it(seed, real_frame):
+    # Real cautery smoke lit by the scope lifts green and blue, dims the highlights and barely
+    # brightens red tissue; its airlight follows the exposure, so a darker picture gets a darker veil.
+    d = create_distortion("smoke", ("backscatter",))
+    params = d.sample_params(np.random.default_rng(seed))
+    mask = fov(real_frame)
+    clean = real_frame[mask].astype(float)
+    veiled = d.apply(real_frame, level_to_severity(2), params)[mask].astype(float)
+    lift = veiled.mean(0) - clean.mean(0)
+    assert lift[0] < 0.7 * lift[1] and lift[0] < 0.7 * lift[2], lift
+    assert np.percentile(veiled.mean(1), 99) < np.percentile(clean.mean(1), 99)
+    dark = (real_frame * 0.6).astype(np.uint8)
+    assert (d.scattered_light(dark, 0.5, params) < 0.75 * d.scattered_light(real_frame, 0.5, params)).all()
+    dense, thin = d.scattered_light(real_frame, 1.0, params), d.scattered_light(real_frame, 0.1, params)
+    assert np.ptp(dense) < np.ptp(thin)  # a dense veil is greyer than a thin one
+
 @pytest.mark.parametrize("name,generator", generators_of("uneven_illumination"))
 def test_uneven_illumination_spreads_brightness(name, generator, content_frame):
     mask = fov(content_frame)

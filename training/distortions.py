@@ -209,12 +209,18 @@ class Smoke(Distortion):
     * column: one or two smooth columns rising from instrument tips (cautery smoke seen close up),
       dense and narrow at the tip, widening, bending and thinning as they rise, streaked along the
       flow, bluish white (small particles scatter blue forward); the rest of the field stays clear,
-      and even a faint column is locally opaque, as real wisps are where they lie.
+      and even a faint column is locally opaque, as real wisps are where they lie;
+    * backscatter: a soft, drifting veil lit by the scope's own light, whose airlight is that light
+      scattered back: about as bright as the tissue's highlights, not white, and grey to bluish
+      (fine particles scatter blue more). Where the other generators whiten the frame, this veil
+      lifts green and blue, dims the highlights and barely brightens red tissue, as the real
+      cautery smoke of the val clips does (their smoky frames, set against their clear ones, fit a
+      grey-blue airlight somewhat brighter than the tissue).
     No smoke appears outside the scope's image circle (no light reaches the sensor there)."""
 
     name = "smoke"
     order = 20
-    generators = ("plume", "haze", "jet", "veil", "puff", "column")
+    generators = ("plume", "haze", "jet", "veil", "puff", "column", "backscatter")
     local = ("puff", "column")  # clouds with clear air around them: only what lies under them is softened
 
     def generator_params(self, generator, rng):
@@ -227,6 +233,8 @@ class Smoke(Distortion):
         airlight = (1 - tint) * white + tint * tissue
         if generator == "column":
             airlight = rng.uniform(0.82, 0.95) * np.array([0.95, 0.97, 1.03]) + rng.uniform(-0.015, 0.015, 3)
+        if generator == "backscatter":  # a gain over the tissue's brightness and a blue tint (`scattered_light`)
+            airlight = np.array([rng.uniform(1.1, 1.9), rng.uniform(0.03, 0.16), rng.uniform(-0.03, 0.03)])
         return {"seed": int(rng.integers(2**31)), "airlight": airlight.tolist(),
                 "drift": [speed * np.sin(angle), speed * np.cos(angle)], "cells": float(rng.uniform(1.5, 3.5)),
                 "slope": [float(np.sin(angle)), float(np.cos(angle))], "depth": float(rng.uniform(0.3, 1.0)),
@@ -269,6 +277,11 @@ class Smoke(Distortion):
             return resize_field(np.exp(-3.0 * tau * np.clip(density, 0.0, 1.5)).astype(np.float32), shape)
         if generator == "column":
             return resize_field(self.column_transmission(low_res_shape(shape, 96), severity, params, t), shape)
+        if generator == "backscatter":  # a soft veil over the whole field, thicker in drifting banks
+            field = FractalField(np.random.default_rng(params["seed"]), octaves=2, cells=params["cells"] / 2,
+                                 drift=tuple(params["drift"]))
+            density = 0.55 + 0.9 * np.clip(field.at(small, t), 0.0, 1.0)
+            return resize_field(np.exp(-tau * density / max(float(density.mean()), 1e-3)).astype(np.float32), shape)
         # jet: elongated Gaussian plumes from each tip along a rising direction, widening as they go.
         ys, xs = _centred_grid(small)
         density = np.zeros(small, np.float32)
@@ -314,12 +327,29 @@ class Smoke(Distortion):
         sigma = 1.2 * severity * frame_scale(frame)
         scene = cv2.GaussianBlur(frame, (0, 0), sigma).astype(np.float32) if sigma >= 0.5 else frame.astype(np.float32)
         airlight = np.asarray(params["airlight"], np.float32) * 255.0
+        if params["generator"] == "backscatter":
+            airlight = self.scattered_light(frame, severity, params)
         trans3 = trans if trans.ndim == 3 else trans[..., None]
         if params["generator"] in self.local:
             scene = frame.astype(np.float32) * trans3 + scene * (1.0 - trans3)
         return np.clip(scene * trans3 + airlight * (1.0 - trans3) + 0.5, 0, 255).astype(np.uint8)
 
-    render_plume = render_haze = render_jet = render_puff = render_column = _scatter
+    @staticmethod
+    def scattered_light(frame: np.ndarray, severity: float, params: Params) -> np.ndarray:
+        """The backscatter generator's airlight (RGB, 0..255): its gain times the brightness of the
+        tissue (the 75th percentile of luma inside the image circle), so that it follows the
+        exposure as the scope's light does, and never white. A thin veil is tinted blue (single
+        scattering by fine particles); a dense one turns grey (multiple scattering evens it out)."""
+        luma = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), low_res_shape(frame.shape[:2], 64)[::-1],
+                          interpolation=cv2.INTER_AREA)
+        inside = luma[luma > 12]
+        tissue = float(np.percentile(inside, 75)) if inside.size else 128.0
+        gain, blue, shift = params["airlight"]
+        blue *= 1.0 - severity
+        colour = np.array([1.0 - blue + shift, 1.0 + shift, 1.0 + 1.8 * blue + shift], np.float32)
+        return np.clip(gain * tissue * colour, 40.0, 235.0)
+
+    render_plume = render_haze = render_jet = render_puff = render_column = render_backscatter = _scatter
 
     def render_veil(self, frame, severity, params, t):
         shape = frame.shape[:2]

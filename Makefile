@@ -50,9 +50,13 @@ weights: setup $(TESTSET)/labels.csv
 	    --fewer-failures --install $(WEIGHTS) --out reports
 
 # The held-out test set: procedural seeds and real frames that training and validation never used.
+# TESTSET_GENERATORS (a --generators argument) makes one with other generators, e.g. an ablated
+# optional one, into another TESTSET.
+TESTSET_GENERATORS ?=
 $(TESTSET)/labels.csv:
 	$(VENV)/bin/scopewatch synth --out $(TESTSET) --clips 120 --seconds 2 --seed 2000 \
-	    --content procedural:2000-2016 $(if $(wildcard $(SURGICAL)/train_clean),--content '$(SURGICAL)/train_clean[16:]')
+	    --content procedural:2000-2016 $(if $(wildcard $(SURGICAL)/train_clean),--content '$(SURGICAL)/train_clean[16:]') \
+	    $(if $(TESTSET_GENERATORS),--generators $(TESTSET_GENERATORS))
 
 evaluate: setup $(TESTSET)/labels.csv
 	$(VENV)/bin/scopewatch evaluate $(TESTSET) --out reports/evaluation
@@ -79,7 +83,8 @@ logo: setup $(LOGO_TEST)/labels.csv
 
 # One-factor ablation (issue 18; training/ablation.py): the make-weights recipe with one setting changed
 # (training/ablations/$(ABLATION).json: control, no_nuisances, no_real_content, faint_skew, small_frames,
-# mixed_patches, long_training, local_smoke, patch_smoke, patch_smoke_own, real_smoke, short_training),
+# mixed_patches, long_training, local_smoke, patch_smoke, patch_smoke_own, real_smoke, short_training,
+# backscatter, backscatter_seed1),
 # scored as the shipped weights were chosen (snapshot ABLATION_STEP, 01200 like the shipped weights,
 # with val operating points) on val, eval (reported only) and the synthetic test; the
 # table of every run scored at that step goes to reports/ablation/issue18_step$(ABLATION_STEP).md.

@@ -210,11 +210,12 @@ def test_each_episode_draws_one_generator_and_a_choice_narrows_the_draw():
     for name in NAMES:
         cls = DISTORTIONS.get(name)
         drawn = {create_distortion(name).sample_params(rng)["generator"] for _ in range(60)}
-        assert drawn == set(cls.generators), name
+        assert drawn == set(cls.drawn()) == set(cls.generators) - set(cls.optional), name
         if name != "compression":
             assert len(cls.generators) >= 3, name  # issue 18: three physically different generators at least
     only = create_distortion("smoke", ("haze", "veil"))
     assert {only.sample_params(rng)["generator"] for _ in range(30)} == {"haze", "veil"}
+    assert create_distortion("smoke", ("backscatter",)).sample_params(rng)["generator"] == "backscatter"  # optional: named
     with pytest.raises(KeyError, match="no generator jets"):
         create_distortion("smoke", ("jets",))
     assert parse_generators("smoke=haze+jet,noise=gaussian") == {"smoke": ("haze", "jet"), "noise": ("gaussian",)}

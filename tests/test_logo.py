@@ -13,7 +13,7 @@ def test_each_round_holds_one_generator_out_of_every_distortion_and_trains_on_th
         out, kept = held_out(r), held_in(r)
         assert set(out) == set(kept) == set(DEFAULT_TASKS)
         for t in DEFAULT_TASKS:
-            assert out[t] not in kept[t] and set(kept[t]) | {out[t]} == set(DISTORTIONS.get(t).generators)
+            assert out[t] not in kept[t] and set(kept[t]) | {out[t]} == set(DISTORTIONS.get(t).drawn())
         assert parse_generators(as_arg(kept)) == kept
         assert parse_generators(as_arg(out)) == {t: (g,) for t, g in out.items()}
     assert held_out(0)["smoke"] == "plume" and held_out(1)["smoke"] == "haze"

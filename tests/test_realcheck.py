@@ -171,8 +171,8 @@ def test_choosing_takes_a_passing_candidate_else_only_one_failing_less_than_the_
     assert chosen is None and "fails 1" in why  # not asked to take a failing one
     chosen, why = choose([c("a", 2), c("b", 1)], c("old", 5), fewer_failures=True)
     assert chosen == "b" and "rule 0" in why and "the shipped weights 5" in why
-    chosen, why = choose([c("a", 2)], c("old", 2), fewer_failures=True)
-    assert chosen is None and "without ranking better on val" in why
+    chosen, why = choose([c("a", 2, (0.0, -0.445))], c("old", 2, (0.0, -0.451)), fewer_failures=True)
+    assert chosen is None and "without ranking better on val" in why and "mean recall 0.445 against 0.451" in why
     chosen, why = choose([c("a", 2, (0.0, -0.6))], c("old", 2, (0.0, -0.5)), fewer_failures=True)
     assert chosen == "a" and "ranks better on val (mean recall 0.600 against 0.500)" in why
     chosen, why = choose([c("a", 2, (0.1, -0.9))], c("old", 2, (0.0, -0.5)), fewer_failures=True)

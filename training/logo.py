@@ -20,12 +20,12 @@ from training.distortions import DISTORTIONS
 
 
 def held_out(round_: int, tasks=DEFAULT_TASKS) -> dict[str, str]:
-    return {t: DISTORTIONS.get(t).generators[round_ % len(DISTORTIONS.get(t).generators)] for t in tasks}
+    return {t: DISTORTIONS.get(t).drawn()[round_ % len(DISTORTIONS.get(t).drawn())] for t in tasks}
 
 
 def held_in(round_: int, tasks=DEFAULT_TASKS) -> dict[str, tuple[str, ...]]:
     out = held_out(round_, tasks)
-    return {t: tuple(g for g in DISTORTIONS.get(t).generators if g != out[t]) for t in tasks}
+    return {t: tuple(g for g in DISTORTIONS.get(t).drawn() if g != out[t]) for t in tasks}
 
 
 def as_arg(choice: dict) -> str:

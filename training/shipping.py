@@ -82,8 +82,11 @@ def choose(candidates: list[dict], shipped: dict | None, fewer_failures: bool = 
     # Failing as many checks as the shipped weights, a candidate replaces them only if it ranks
     # better on val by the same key that orders the candidates (fewer clean alarms, more recall).
     if shipped is not None and (best["failed"], tuple(best["rank"])) >= (shipped["failed"], tuple(shipped["rank"])):
+        (alarm, recall), (shipped_alarm, shipped_recall) = best["rank"], shipped["rank"]
         return None, (f"no candidate passes every check, and the best fails {best['failed']} "
-                      f"(the shipped weights {shipped['failed']}) without ranking better on val")
+                      f"(the shipped weights {shipped['failed']}) without ranking better on val (clean frames "
+                      f"alarmed {alarm:.1%} against {shipped_alarm:.1%}, mean recall {-recall:.3f} against "
+                      f"{-shipped_recall:.3f})")
     failing = "; ".join(c["rule"] for c in best["checks"] if not c["passed"])
     tie = ""
     if shipped is not None and best["failed"] == shipped["failed"]:

@@ -232,7 +232,7 @@ def register(sub) -> None:
     p = sub.add_parser("ship", help="the shipping rule: which candidate checkpoint may replace the shipped one",
                        description="Score each candidate on the real val footage (through the monitor, as "
                                    "check-real val) and on the synthetic test set, against the rule of issue 18: "
-                                   "at most 5%% of val clean frames with an alarm and 1 false event per 10 min, "
+                                   "at most 5% of val clean frames with an alarm and 1 false event per 10 min, "
                                    "each val distortion detected (recall >= 0.5), and micro-F1 and exact match "
                                    "on the test set at most 0.01 below the shipped weights. Writes "
                                    "OUT/shipping.json and .md; with --install copies the best passing candidate "

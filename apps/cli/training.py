@@ -19,7 +19,9 @@ def generator_choice(text: str) -> dict[str, tuple[str, ...]]:
 
 def add_generators_arg(p, help_text: str) -> None:
     from training.distortions import DISTORTIONS
-    every = "; ".join(f"{n}: {'+'.join(DISTORTIONS.get(n).generators)}" for n in DISTORTIONS.names())
+    def listed(cls):
+        return "+".join(g + (" (only when named)" if g in cls.optional else "") for g in cls.generators)
+    every = "; ".join(f"{n}: {listed(DISTORTIONS.get(n))}" for n in DISTORTIONS.names())
     p.add_argument("--generators", type=generator_choice, default=None, metavar="NAME=GEN[+GEN],...",
                    help=f"{help_text}. Generators: {every}")
 
@@ -150,7 +152,8 @@ def register(sub) -> None:
     p.add_argument("--tasks", type=task_list, default=None,
                    help="comma-separated distortions to synthesise (default: the five surgical ones)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same clips)")
-    add_generators_arg(p, "draw each named distortion from these generators only (default: all of them)")
+    add_generators_arg(p, "draw each named distortion from these generators only (default: all but those drawn "
+                          "only when named)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_synth)
 
@@ -189,7 +192,7 @@ def register(sub) -> None:
     p.add_argument("--val-every", type=positive(int), help="steps between validations")
     p.add_argument("--seed", type=int, help="random seed")
     add_generators_arg(p, "train each named distortion on these generators only, e.g. to leave one out "
-                          "(default: all of them)")
+                          "(default: all but those drawn only when named)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)

@@ -152,7 +152,6 @@ def test_column_smoke_is_local_and_visible_when_faint(seed):
     assert (heavy < 0.9).mean() > 2 * (trans < 0.9).mean()
 
 
-
 @pytest.mark.parametrize("seed", range(4))
 def test_backscatter_smoke_greys_the_tissue_instead_of_whitening_it(seed, real_frame):
     # Real cautery smoke lit by the scope lifts green and blue, dims the highlights and barely
@@ -169,6 +168,7 @@ def test_backscatter_smoke_greys_the_tissue_instead_of_whitening_it(seed, real_f
     assert (d.scattered_light(dark, 0.5, params) < 0.75 * d.scattered_light(real_frame, 0.5, params)).all()
     dense, thin = d.scattered_light(real_frame, 1.0, params), d.scattered_light(real_frame, 0.1, params)
     assert np.ptp(dense) < np.ptp(thin)  # a dense veil is greyer than a thin one
+
 
 @pytest.mark.parametrize("name,generator", generators_of("uneven_illumination"))
 def test_uneven_illumination_spreads_brightness(name, generator, content_frame):

@@ -243,9 +243,12 @@ class Smoke(Distortion):
         airlight = (1 - tint) * white + tint * tissue
         if generator == "column":
             airlight = rng.uniform(0.82, 0.95) * np.array([0.95, 0.97, 1.03]) + rng.uniform(-0.015, 0.015, 3)
-        if generator == "backscatter":  # a gain over the tissue's brightness and a blue tint (`scattered_light`)
-            airlight = np.array([rng.uniform(1.1, 1.9), rng.uniform(0.03, 0.16), rng.uniform(-0.03, 0.03)])
-        return {"seed": int(rng.integers(2**31)), "airlight": airlight.tolist(),
+        # backscatter's airlight follows the frame (`scattered_light`): a gain over the tissue's
+        # brightness, a blue tint and a grey shift, drawn here in the place of a fixed colour.
+        scatter = None
+        if generator == "backscatter":
+            scatter = [rng.uniform(1.1, 1.9), rng.uniform(0.03, 0.16), rng.uniform(-0.03, 0.03)]
+        return {"seed": int(rng.integers(2**31)), "airlight": airlight.tolist(), "scatter": scatter,
                 "drift": [speed * np.sin(angle), speed * np.cos(angle)], "cells": float(rng.uniform(1.5, 3.5)),
                 "slope": [float(np.sin(angle)), float(np.cos(angle))], "depth": float(rng.uniform(0.3, 1.0)),
                 "tips": rng.uniform(-0.6, 0.6, (n_jets, 2)).tolist(), "rise": float(rng.uniform(-np.pi, np.pi)),
@@ -336,9 +339,10 @@ class Smoke(Distortion):
         trans = 1.0 - (1.0 - trans) * inside
         sigma = 1.2 * severity * frame_scale(frame)
         scene = cv2.GaussianBlur(frame, (0, 0), sigma).astype(np.float32) if sigma >= 0.5 else frame.astype(np.float32)
-        airlight = np.asarray(params["airlight"], np.float32) * 255.0
         if params["generator"] == "backscatter":
             airlight = self.scattered_light(frame, severity, params)
+        else:
+            airlight = np.asarray(params["airlight"], np.float32) * 255.0
         trans3 = trans if trans.ndim == 3 else trans[..., None]
         if params["generator"] in self.local:
             scene = frame.astype(np.float32) * trans3 + scene * (1.0 - trans3)
@@ -354,7 +358,7 @@ class Smoke(Distortion):
                           interpolation=cv2.INTER_AREA)
         inside = luma[luma > 12]
         tissue = float(np.percentile(inside, 75)) if inside.size else 128.0
-        gain, blue, shift = params["airlight"]
+        gain, blue, shift = params["scatter"]
         blue *= 1.0 - severity
         colour = np.array([1.0 - blue + shift, 1.0 + shift, 1.0 + 1.8 * blue + shift], np.float32)
         return np.clip(gain * tissue * colour, 40.0, 235.0)

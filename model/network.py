@@ -136,10 +136,11 @@ class DirectionalEnergy(nn.Module):
 
     def _energies(self, patches: torch.Tensor) -> torch.Tensor:
         b, k = patches.shape[:2]
-        y = (patches.flatten(0, 1).float() @ self.luma)[:, None]  # (B*K, 1, P, P)
+        # A 1x1 convolution of the channels_last view: faster than a matrix-vector product on the CPU.
+        y = F.conv2d(patches.flatten(0, 1).permute(0, 3, 1, 2).float(), self.luma.view(1, 3, 1, 1))  # (B*K, 1, P, P)
         energy = []
         # Stride 2 at full resolution: a quarter of the positions estimate a mean energy as well.
-        for image, stride in ((y, 2), (F.avg_pool2d(y, 2), 1)):
+        for image, stride in ((y, 2), (_half_resolution(y), 1)):
             for i in range(len(self.lags)):
                 r = F.conv2d(image, getattr(self, f"kernel{i}"), stride=stride)
                 energy.append(r.square().mean((2, 3)))
@@ -176,29 +177,38 @@ class DirectionalEnergy(nn.Module):
         return torch.stack(shape, -1).flatten(1)
 
 
+def _half_resolution(x: torch.Tensor) -> torch.Tensor:
+    """2x2 average pooling (odd last rows and columns dropped) as four strided views added: on a
+    one-channel map ~3x faster than avg_pool2d on the CPU."""
+    h, w = (int(s) // 2 * 2 for s in x.shape[-2:])
+    x = x[..., :h, :w]
+    return ((x[..., ::2, ::2] + x[..., ::2, 1::2]) + (x[..., 1::2, ::2] + x[..., 1::2, 1::2])) * 0.25
+
+
 def _pool_maps(maps: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean and std of every tapped map over space (within the mask, resized to each map)."""
     out = []
-    for m in maps:
-        m = m.float()  # under bfloat16 autocast, E[x^2] - E[x]^2 below would cancel to noise
-        weight = None
-        if mask is not None:
-            # plain ints: an ONNX export traces them as the constants the input contract makes them
-            cell = F.adaptive_avg_pool2d(mask, [int(s) for s in m.shape[-2:]])
-            weight = (cell > 0.5).float() + 1e-3
-        out.append(_mean_std(m, (2, 3), weight))
+    # In float32: under bfloat16 autocast E[x^2] - E[x]^2 would cancel to noise. Over the
+    # (B, HW, C) view of a channels_last map, the moments are a mean over one dimension, or two
+    # batched matrix products with the mask's weights: reductions over the spatial dims of the
+    # channels_last map itself, or products with a broadcast weight, take several times longer.
+    with torch.autocast(maps[0].device.type, enabled=False):
+        for m in maps:
+            h, w = (int(s) for s in m.shape[-2:])  # plain ints: an ONNX export traces them as constants
+            x = m.float().permute(0, 2, 3, 1).flatten(1, 2)
+            if mask is None:
+                mean, square = x.mean(1), (x * x).mean(1)
+            else:
+                weight = (F.adaptive_avg_pool2d(mask, [h, w]) > 0.5).float().flatten(2) + 1e-3  # (B, 1, HW)
+                weight = weight / weight.sum(-1, keepdim=True)
+                mean, square = torch.bmm(weight, x).squeeze(1), torch.bmm(weight, x * x).squeeze(1)
+            var = (square - mean * mean).clamp_min(0.0)
+            out.append(torch.cat([mean, (var + 1e-6).sqrt()], dim=-1))
     return torch.cat(out, dim=-1)
 
 
-def _mean_std(x: torch.Tensor, dims, weight: torch.Tensor | None = None) -> torch.Tensor:
-    # Variance as E[x^2] - E[x]^2: torch's var over the spatial dims of a channels_last map is
-    # ~10x slower than two means (measured 15 ms vs 1.4 ms on a 64x32x32x32 map), and the maps
-    # are post-ReLU activations of moderate size, so the cancellation is harmless in float32.
-    if weight is None:
-        mean, square = x.mean(dims), (x * x).mean(dims)
-    else:
-        total = weight.sum(dims).clamp_min(1e-6)
-        mean, square = (x * weight).sum(dims) / total, (x * x * weight).sum(dims) / total
+def _mean_std(x: torch.Tensor, dims) -> torch.Tensor:
+    mean, square = x.mean(dims), (x * x).mean(dims)
     var = (square - mean * mean).clamp_min(0.0)
     return torch.cat([mean, (var + 1e-6).sqrt()], dim=-1)
 
@@ -240,8 +250,8 @@ class QualityNet(nn.Module):
 
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 -> (N, 3, H, W) float, normalised, channels_last."""
-        x = images.permute(0, 3, 1, 2).float()
-        x = (x - self.pixel_mean) / self.pixel_std
+        # One pass, x * (1 / std) - mean / std, instead of a subtraction and a division.
+        x = torch.addcmul(-self.pixel_mean / self.pixel_std, images.permute(0, 3, 1, 2).float(), 1.0 / self.pixel_std)
         return x.contiguous(memory_format=torch.channels_last)
 
     def forward_features(self, patches: torch.Tensor, context: torch.Tensor, mask: torch.Tensor, energy=None):

@@ -112,8 +112,8 @@ def test_device_resolution():
         resolve_device("tpu")
 
 
-def test_inference_folds_batchnorm_without_changing_outputs_or_the_model(scene_frame):
-    from model.predict import collate
+def test_inference_folds_batchnorm_and_fuses_relu_without_changing_outputs_or_the_model(scene_frame):
+    from model.predict import ConvReLU, collate
     torch.manual_seed(0)
     model = create_model("scopewatch_lap5_small").eval()
     for m in model.modules():  # non-trivial running statistics, as after training
@@ -124,11 +124,38 @@ def test_inference_folds_batchnorm_without_changing_outputs_or_the_model(scene_f
     predictor = Predictor(model, "cpu")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.model.modules())
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 5  # the caller's model is untouched
+    if ConvReLU.available(predictor.device):  # every trunk stage's conv and ReLU, as one call
+        assert sum(isinstance(m, ConvReLU) for m in predictor.model.trunk.modules()) == 5
+        assert not any(isinstance(m, (torch.nn.Conv2d, torch.nn.ReLU)) for m in predictor.model.trunk.modules())
     batch = collate([predictor.prepare(scene_frame)] * 2)
     with torch.inference_mode():
         ref, fused = model(**batch), predictor.model(**batch)
     for k in ref:
         assert torch.allclose(ref[k], fused[k], atol=1e-4, rtol=1e-4), k
+
+
+def test_the_pooled_moments_are_those_of_the_maps():
+    """The trunk's maps pooled as batched products (model.network._pool_maps) against the mean and
+    std written out, over the whole map and over the valid part of a masked one; the half-resolution
+    view of the directional energies against average pooling."""
+    import torch.nn.functional as F
+    from model.network import _half_resolution, _pool_maps
+    torch.manual_seed(0)
+    maps = [torch.rand(2, c, h, w).relu().contiguous(memory_format=torch.channels_last) for c, h, w in ((4, 12, 20), (6, 3, 5))]
+    mask = torch.zeros(2, 1, 12, 20)
+    mask[0, :, :, :10] = 1.0  # frame 0: the left half valid; frame 1: nothing valid (uniform weights)
+    whole, masked = _pool_maps(maps), _pool_maps(maps[:1], mask)
+    m = maps[0]
+    expected = torch.cat([m.mean((2, 3)), m.std((2, 3), unbiased=False)], -1)
+    assert torch.allclose(whole[:, :8], expected, atol=1e-5)
+    weight = (mask > 0.5).float() + 1e-3
+    mean = (m * weight).sum((2, 3)) / weight.sum((2, 3))
+    std = (((m - mean[..., None, None]) ** 2 * weight).sum((2, 3)) / weight.sum((2, 3))).sqrt()
+    assert torch.allclose(masked, torch.cat([mean, std], -1), atol=1e-5)
+    assert torch.allclose(masked[0, :4], m[0, :, :, :10].mean((1, 2)), atol=1e-3)  # the invalid half barely counts
+    for size in ((8, 8), (9, 7)):
+        x = torch.rand(3, 1, *size)
+        assert torch.allclose(_half_resolution(x), F.avg_pool2d(x, 2), atol=1e-6)
 
 
 def test_directional_energy_tells_a_motion_streak_from_a_defocus_disk(scene_frame):

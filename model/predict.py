@@ -78,8 +78,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 class ConvReLU(nn.Module):
     """A convolution and the ReLU after it as one oneDNN call: the ReLU is applied as the
-    convolution writes its output, not in a second pass over the map (the trunk takes ~30% less
-    time on the CPU, the same outputs). The weights are kept in the arithmetic the predictor runs."""
+    convolution writes its output, not in a second pass over the map; the outputs are the same.
+    The weights are kept in the arithmetic the predictor runs."""
 
     def __init__(self, conv: nn.Conv2d, dtype: torch.dtype):
         super().__init__()

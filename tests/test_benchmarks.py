@@ -1,0 +1,39 @@
+"""benchmarks/alternate.py, the one benchmark helper whose behaviour others' figures rest on: it
+runs a command at two revisions in turn. Smoke runs of a few seconds; no timing is asserted."""
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def alternate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alternate.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def worktrees() -> list[str]:
+    return subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True).stdout.splitlines()
+
+
+def test_alternate_runs_the_two_revisions_in_turn_each_from_its_own_tree():
+    before = worktrees()
+    # Each run writes where it imported the project from into its own {out} folder, and checks it there.
+    check = ("import model, pathlib, sys; here = pathlib.Path(model.__file__).resolve().parents[1]; "
+             "sys.exit(0 if here == pathlib.Path.cwd().resolve() else 5)")
+    r = alternate("--before", "HEAD", "--runs", "2", "--", "-c", check)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [line.split()[2] for line in lines[:4]] == ["before", "after"] * 2
+    out = json.loads(lines[-1])
+    assert out["runs"] == 2 and out["before"] != out["after"]
+    assert out["before_wall_s"] > 0 and out["after_cpu_s"] > 0 and out["speedup_wall"] > 0
+    assert worktrees() == before  # the revision's worktree is removed
+
+
+def test_a_failing_command_is_one_line_and_a_nonzero_exit():
+    r = alternate("--before", "HEAD", "--runs", "1", "--", "-c", "import sys; sys.exit('no such video')")
+    assert r.returncode == 1
+    assert "exited with 1: no such video" in r.stderr and "Traceback" not in r.stderr
+    r = alternate("--before", "no-such-revision", "--runs", "1", "--", "-c", "pass")
+    assert r.returncode == 1 and "no-such-revision" in r.stderr and "Traceback" not in r.stderr

@@ -85,6 +85,7 @@ def remux_looped(clip: Path, out: Path, loops: int) -> Path:
 def decode_fps(path: Path, size) -> float:
     t, n = time.perf_counter(), 0
     with av.open(str(path)) as c:
+        c.streams.video[0].codec_context.thread_type = "FRAME"  # as the monitor decodes every frame of a recording
         for f in c.decode(video=0):
             f.reformat(size[0], size[1], format="rgb24", interpolation="AREA").to_ndarray()
             n += 1

@@ -93,6 +93,30 @@ def test_sampled_recordings_skip_only_the_frames_nothing_refers_to(tmp_path, pre
     assert len(decoded(FileSource(path), 0.1)) == 50  # 2.5 frames apart: a reference might not fall between
 
 
+def test_every_frame_of_a_recording_decodes_on_frame_threads_bit_for_bit(tmp_path):
+    """Analysing every frame, a recording decodes several frames at once (FRAME threads), in order
+    and bit for bit as one thread decodes it; sampled, it keeps the decoder's default."""
+    import av
+    path = write_video(tmp_path / "b.mp4", n=50, options={"preset": "veryfast", "bf": "3"})
+    with av.open(str(path)) as c:
+        c.streams.video[0].codec_context.thread_count = 1
+        one = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+    def decoding(step_s):
+        source = FileSource(path)
+        source.open()
+        source.keeping_every(step_s)
+        frames = (f for f in source.frames() if isinstance(f, RawFrame))
+        first = next(frames)
+        threads = source.container.streams.video[0].codec_context.thread_type
+        return threads, [f.av_frame.to_ndarray(format="rgb24") for f in (first, *frames)]
+
+    threads, every = decoding(None)
+    assert threads.name == "FRAME"
+    assert len(every) == 50 and all(np.array_equal(a, b) for a, b in zip(every, one))
+    assert decoding(0.2)[0].name != "FRAME"
+
+
 def test_a_transport_stream_recording_is_decoded_whole(tmp_path, predictor):
     """Its lost frames are found by gaps in the timestamps, which skipped frames would imitate."""
     path = write_video(tmp_path / "b.ts", n=50, options={"preset": "veryfast", "bf": "3"})

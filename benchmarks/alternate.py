@@ -42,10 +42,10 @@ def run(tree: Path, args: list[str], out: Path) -> tuple[float, float]:
     stderr = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
         last = stderr.strip().splitlines()
-        sys.exit(f"{' '.join(cmd)} (in {tree}) exited with {proc.returncode}: {last[-1] if last else 'no message'}")
+        sys.exit(f"{' '.join(cmd)} (in {tree}) exited with {code}: {last[-1] if last else 'no message'}")
     return wall, usage.ru_utime + usage.ru_stime
 
 

@@ -190,9 +190,9 @@ class FileSource(FrameSource):
             self.open()
         stream = self.container.streams.video[0]
         if not self.live and self.kept_step_s is None:
-            # Every frame of a recording, as fast as it decodes: frame threads decode several frames
-            # at once, bit for bit as one thread would, a few frames late (only a feed would feel
-            # it). Where unreferenced frames are skipped, the references left decode one after the
+            # A recording decoded whole, as fast as it goes: frame threads decode several frames at
+            # once, bit for bit as one thread would, a few frames late (only a feed would feel it).
+            # Where unreferenced frames are skipped, the references left decode one after the
             # other, and frame threads cost more CPU than they save (benchmarks/RESULTS.md).
             stream.codec_context.thread_type = "FRAME"
         fps = self.info.fps or 25.0

@@ -82,20 +82,23 @@ def choose(candidates: list[dict], shipped: dict | None, fewer_failures: bool = 
     # Failing as many checks as the shipped weights, a candidate replaces them only if it ranks
     # better on val by the same key that orders the candidates (fewer clean alarms, more recall).
     if shipped is not None and (best["failed"], tuple(best["rank"])) >= (shipped["failed"], tuple(shipped["rank"])):
-        (alarm, recall), (shipped_alarm, shipped_recall) = best["rank"], shipped["rank"]
         return None, (f"no candidate passes every check, and the best fails {best['failed']} "
-                      f"(the shipped weights {shipped['failed']}) without ranking better on val (clean frames "
-                      f"alarmed {alarm:.1%} against {shipped_alarm:.1%}, mean recall {-recall:.3f} against "
-                      f"{-shipped_recall:.3f})")
+                      f"(the shipped weights {shipped['failed']}) without ranking better on val "
+                      f"({', '.join(_ranks_against(best, shipped))})")
     failing = "; ".join(c["rule"] for c in best["checks"] if not c["passed"])
     tie = ""
     if shipped is not None and best["failed"] == shipped["failed"]:
-        (alarm, recall), (shipped_alarm, shipped_recall) = best["rank"], shipped["rank"]
-        tie = (f", and it ranks better on val (clean frames alarmed {alarm:.1%} against {shipped_alarm:.1%})"
-               if alarm < shipped_alarm else
-               f", and it ranks better on val (mean recall {-recall:.3f} against {-shipped_recall:.3f})")
+        alarms, recalls = _ranks_against(best, shipped)
+        tie = f", and it ranks better on val ({alarms if best['rank'][0] < shipped['rank'][0] else recalls})"
     return best["weights"], (f"no candidate passes every check; this one fails {best['failed']} "
                              f"({failing}), the shipped weights {shipped['failed'] if shipped else 'n/a'}{tie}")
+
+
+def _ranks_against(candidate: dict, shipped: dict) -> tuple[str, str]:
+    """The two parts of `candidate`'s val rank against the shipped weights', as text."""
+    (alarm, recall), (shipped_alarm, shipped_recall) = candidate["rank"], shipped["rank"]
+    return (f"clean frames alarmed {alarm:.1%} against {shipped_alarm:.1%}",
+            f"mean recall {-recall:.3f} against {-shipped_recall:.3f}")
 
 
 def markdown(candidates: list[dict], shipped: dict | None, chosen: str | None, why: str) -> str:

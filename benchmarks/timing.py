@@ -1,4 +1,8 @@
-"""Shared timing helper of the benchmark scripts."""
+"""Shared timing helpers of the benchmark scripts."""
+from __future__ import annotations
+
+import os
+import threading
 import time
 
 import numpy as np
@@ -13,3 +17,67 @@ def median_ms(fn, repeat: int) -> float:
         fn()
         times.append((time.perf_counter() - t) * 1000)
     return float(np.median(times))
+
+
+def _thread_cpu_s(tid: int) -> float | None:
+    """CPU seconds (user + system) of one thread of this process, or None once it has ended (Linux)."""
+    try:
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ThreadCPU:
+    """CPU seconds of this process while a block runs, split into `groups` of Python threads (by
+    thread name up to its first ':'; the monitor's stages are `capture:<feed>` and `infer:<model>`)
+    and `other`: the rest of the process (the calling thread, FFmpeg's and torch's own threads).
+    Threads are read from /proc every `every_s`, so one that ends inside the block is counted to
+    its last reading: up to `every_s` of its time (and the GIL's switch interval) moves to `other`,
+    while the total (the process's) is exact.
+
+        with ThreadCPU(("capture", "infer")) as cpu:
+            session.run()
+        cpu.seconds  # {"capture": ..., "infer": ..., "other": ..., "total": ...}
+    """
+
+    def __init__(self, groups: tuple[str, ...], every_s: float = 0.05):
+        self.groups, self.every_s = tuple(groups), every_s
+        self.seconds: dict[str, float] = {}
+        self._start: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}  # tid -> (group, CPU seconds at the last reading)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read(self) -> None:
+        for t in threading.enumerate():
+            if t.native_id is None or t is self._thread:
+                continue
+            cpu = _thread_cpu_s(t.native_id)
+            if cpu is not None:
+                # a thread first seen after the start was started inside the block: all its time counts
+                self._start.setdefault(t.native_id, 0.0 if self._thread else cpu)
+                self._last[t.native_id] = (t.name.split(":", 1)[0], cpu)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._read()
+
+    def __enter__(self) -> "ThreadCPU":
+        self._read()  # threads already running count from here
+        self._total = time.process_time()
+        self._thread = threading.Thread(target=self._sample, name="ThreadCPU", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._read()
+        total = time.process_time() - self._total
+        groups = dict.fromkeys(self.groups, 0.0)
+        for tid, (group, cpu) in self._last.items():
+            if group in groups:
+                groups[group] += cpu - self._start[tid]
+        self.seconds = {**groups, "other": total - sum(groups.values()), "total": total}

@@ -1,10 +1,18 @@
-"""benchmarks/alternate.py, the one benchmark helper whose behaviour others' figures rest on: it
-runs a command at two revisions in turn. Smoke runs of a few seconds; no timing is asserted."""
+"""The benchmark helpers whose behaviour others' figures rest on: benchmarks/alternate.py runs a
+command at two revisions in turn; timing.ThreadCPU splits a process's CPU time by thread. Smoke
+runs of a few seconds; no speed is asserted."""
 import json
 import subprocess
 import sys
+import threading
+import time
+
+import pytest
 
 from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from timing import ThreadCPU  # noqa: E402
 
 
 def alternate(*args: str) -> subprocess.CompletedProcess:
@@ -37,3 +45,26 @@ def test_a_failing_command_is_one_line_and_a_nonzero_exit():
     assert "exited with 1: no such video" in r.stderr and "Traceback" not in r.stderr
     r = alternate("--before", "no-such-revision", "--runs", "1", "--", "-c", "pass")
     assert r.returncode == 1 and "no-such-revision" in r.stderr and "Traceback" not in r.stderr
+
+
+def spin(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_thread_cpu_counts_each_group_of_threads_and_the_rest():
+    early = threading.Thread(target=spin, args=(0.3,), name="capture:a")
+    with ThreadCPU(("capture", "infer")) as cpu:
+        early.start()
+        early.join()  # ended inside the block: counted to its last reading
+        late = threading.Thread(target=spin, args=(0.6,), name="infer:m")
+        late.start()
+        spin(0.2)  # the calling thread: other
+        late.join()
+    s = cpu.seconds
+    assert set(s) == {"capture", "infer", "other", "total"}
+    assert 0.2 <= s["capture"] <= 0.35 and 0.5 <= s["infer"] <= 0.65, s
+    assert 0.15 <= s["other"] <= 0.4, s  # the calling thread, and what the ended threads did after their last reading
+    assert s["total"] == pytest.approx(s["capture"] + s["infer"] + s["other"])

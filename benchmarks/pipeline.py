@@ -9,8 +9,9 @@ On a 1080p25 H.264 clip made by this script (a detailed, moving procedural lapar
 * decode_cpu_ms / analyze_cpu_ms: CPU milliseconds (every thread) a frame of each, and ratio_cpu
   = the two divided: where both keep every core busy, the ratio of their speeds. analyze's is also
   split by thread: the capture stage (`_capture`: demuxing, its share of decoding, conversion),
-  the inference stage (`_infer`: patch extraction, the model, results and sinks) and the rest
-  (`_other`: FFmpeg's decoder threads, torch's, the main thread). analysis_cpu_ms = the two
+  the inference stage (`_infer`: patch extraction, the model, results and sinks; of it
+  `_infer_extract`, the patches and context view, and `_infer_model`, the network's call) and the
+  rest (`_other`: FFmpeg's decoder threads, torch's, the main thread). analysis_cpu_ms = the two
   subtracted: what analysis adds to decoding, a frame; analysis_cpu_budget_ms: what it may add
   for ratio_cpu to reach issue 20's 0.9;
 * blurdetect_fps_1080p: decoding the same file through FFmpeg's `blurdetect` filter (PyAV filter
@@ -51,7 +52,7 @@ from monitor.session import Session
 from monitor.sources import FileSource
 from training.scene import ProceduralScene
 from training.synth import ClipWriter
-from timing import ThreadCPU
+from timing import ThreadCPU, call_cpu
 
 
 TARGET_RATIO = 0.9  # issue 20, item 1: analysing every frame at >= 0.9x decode-only
@@ -165,16 +166,17 @@ def one_run(clip: Path, live_clip: Path, predictor) -> dict:
     frames_s, patches_s = model_fps(predictor, ProceduralScene(3, (1920, 1080)).frame_at(0.0))
     reset_peak()  # the monitor's own footprint: the analyse and live runs
     t = time.perf_counter()
-    with ThreadCPU(("capture", "infer")) as cpu:
+    with ThreadCPU(("capture", "infer")) as cpu, call_cpu(predictor, "prepare", "outputs") as parts:
         s = run_session(clip, predictor, realtime=False)
     n = s.monitor.metrics.analysed
     ana = n / (time.perf_counter() - t)
-    ana_cpu = {k: v * 1000 / n for k, v in cpu.seconds.items()}
+    ana_cpu = {k: v * 1000 / n for k, v in {**cpu.seconds, **parts}.items()}
     live = run_session(live_clip, predictor, realtime=True).monitor.metrics
     return {"decode_fps_1080p": dec, "analyze_fps_1080p": ana, "ratio_analyze_vs_decode": ana / dec,
             "decode_cpu_ms": dec_cpu, "analyze_cpu_ms": ana_cpu["total"], "ratio_cpu": dec_cpu / ana_cpu["total"],
             "analysis_cpu_ms": ana_cpu["total"] - dec_cpu, "analysis_cpu_budget_ms": dec_cpu / TARGET_RATIO - dec_cpu,
             "analyze_cpu_ms_capture": ana_cpu["capture"], "analyze_cpu_ms_infer": ana_cpu["infer"],
+            "analyze_cpu_ms_infer_extract": ana_cpu["prepare"], "analyze_cpu_ms_infer_model": ana_cpu["outputs"],
             "analyze_cpu_ms_other": ana_cpu["other"],
             "blurdetect_fps_1080p": blur, "ratio_analyze_vs_blurdetect": ana / blur,
             "live_latency_ms_p50": live.latency_percentile(50), "live_latency_ms_p95": live.latency_percentile(95),

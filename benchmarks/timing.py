@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -81,3 +82,33 @@ class ThreadCPU:
             if group in groups:
                 groups[group] += cpu - self._start[tid]
         self.seconds = {**groups, "other": total - sum(groups.values()), "total": total}
+
+
+@contextmanager
+def call_cpu(obj, *names: str):
+    """CPU seconds spent inside `obj.NAME(...)` calls while the block runs, by name: each call's
+    thread time (the calling thread's, so a call must not hand its work to other threads). The
+    methods are wrapped on this one instance and unwrapped afterwards.
+
+        with call_cpu(predictor, "prepare", "outputs") as spent:
+            session.run()
+        spent  # {"prepare": ..., "outputs": ...}
+    """
+    spent = dict.fromkeys(names, 0.0)
+
+    def timed(name, fn):
+        def call(*args, **kwargs):
+            t = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.thread_time() - t
+        return call
+
+    for name in names:
+        setattr(obj, name, timed(name, getattr(obj, name)))
+    try:
+        yield spent
+    finally:
+        for name in names:
+            delattr(obj, name)

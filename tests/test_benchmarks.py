@@ -1,5 +1,6 @@
 """The benchmark helpers whose behaviour others' figures rest on: benchmarks/alternate.py runs a
-command at two revisions in turn; timing.ThreadCPU splits a process's CPU time by thread. Smoke
+command at two revisions in turn; timing.ThreadCPU splits a process's CPU time by thread and
+timing.call_cpu a thread's by method. Smoke
 runs of a few seconds; no speed is asserted."""
 import json
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from timing import ThreadCPU  # noqa: E402
+from timing import ThreadCPU, call_cpu  # noqa: E402
 
 
 def alternate(*args: str) -> subprocess.CompletedProcess:
@@ -68,3 +69,23 @@ def test_thread_cpu_counts_each_group_of_threads_and_the_rest():
     assert 0.2 <= s["capture"] <= 0.35 and 0.5 <= s["infer"] <= 0.65, s
     assert 0.15 <= s["other"] <= 0.4, s  # the calling thread, and what the ended threads did after their last reading
     assert s["total"] == pytest.approx(s["capture"] + s["infer"] + s["other"])
+
+
+class Stage:
+    def work(self, seconds):
+        spin(seconds)
+        return seconds
+
+    def idle(self, seconds):
+        time.sleep(seconds)
+
+
+def test_call_cpu_counts_the_cpu_inside_each_method_and_unwraps_them():
+    stage = Stage()
+    with call_cpu(stage, "work", "idle") as spent:
+        assert stage.work(0.2) == 0.2  # the wrapped method still answers
+        stage.work(0.1)
+        stage.idle(0.3)  # asleep: no CPU
+        spin(0.2)  # outside every method
+    assert 0.28 <= spent["work"] <= 0.4 and spent["idle"] < 0.05, spent
+    assert "work" not in vars(stage) and stage.work.__func__ is Stage.work

@@ -2,6 +2,7 @@
 command at two revisions in turn; timing.ThreadCPU splits a process's CPU time by thread and
 timing.call_cpu a thread's by method. Smoke
 runs of a few seconds; no speed is asserted."""
+import hashlib
 import json
 import subprocess
 import sys
@@ -49,9 +50,12 @@ def test_a_failing_command_is_one_line_and_a_nonzero_exit():
 
 
 def spin(seconds: float) -> None:
+    """Burn this thread's CPU for `seconds`, mostly outside the GIL (hashing a large buffer releases
+    it), as decoding and the model do, so that the sampling thread reads on time."""
+    data = bytes(1 << 20)
     end = time.thread_time() + seconds
     while time.thread_time() < end:
-        pass
+        hashlib.sha256(data).digest()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -20,14 +20,14 @@ def median_ms(fn, repeat: int) -> float:
     return float(np.median(times))
 
 
-def _thread_cpu_s(tid: int) -> float | None:
+def _thread_cpu_s(tid: int, ticks_per_s: int) -> float | None:
     """CPU seconds (user + system) of one thread of this process, or None once it has ended (Linux)."""
     try:
         with open(f"/proc/self/task/{tid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks_per_s
 
 
 class ThreadCPU:
@@ -50,12 +50,14 @@ class ThreadCPU:
         self._last: dict[int, tuple[str, float]] = {}  # tid -> (group, CPU seconds at the last reading)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._total = 0.0  # the process's CPU seconds at the start
+        self._ticks_per_s = os.sysconf("SC_CLK_TCK")  # /proc counts CPU time in clock ticks
 
     def _read(self) -> None:
         for t in threading.enumerate():
             if t.native_id is None or t is self._thread:
                 continue
-            cpu = _thread_cpu_s(t.native_id)
+            cpu = _thread_cpu_s(t.native_id, self._ticks_per_s)
             if cpu is not None:
                 # a thread first seen after the start was started inside the block: all its time counts
                 self._start.setdefault(t.native_id, 0.0 if self._thread else cpu)

@@ -1,7 +1,6 @@
 """The benchmark helpers whose behaviour others' figures rest on: benchmarks/alternate.py runs a
 command at two revisions in turn; timing.ThreadCPU splits a process's CPU time by thread and
-timing.call_cpu a thread's by method. Smoke
-runs of a few seconds; no speed is asserted."""
+timing.call_cpu a thread's by method. Smoke runs of a few seconds; no speed is asserted."""
 import hashlib
 import json
 import subprocess

@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.scopewatch-installed
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup demo test bench weights evaluate logo ablation ablation-report ablation-ship baseline realworld validate-real clean
+.PHONY: setup demo test bench weights evaluate logo ablation ablation-report ablation-ship baseline realworld validate-real faint-smoke clean
 
 setup: $(STAMP)
 
@@ -84,7 +84,7 @@ logo: setup $(LOGO_TEST)/labels.csv
 # One-factor ablation (issue 18; training/ablation.py): the make-weights recipe with one setting changed
 # (training/ablations/$(ABLATION).json: control, no_nuisances, no_real_content, faint_skew, small_frames,
 # mixed_patches, long_training, local_smoke, patch_smoke, patch_smoke_own, real_smoke, short_training,
-# backscatter, backscatter_seed1, small_net),
+# backscatter, backscatter_seed1, small_net, faint_smoke),
 # scored as the shipped weights were chosen (snapshot ABLATION_STEP, 01200 like the shipped weights,
 # with val operating points) on val, eval (reported only) and the synthetic test; the
 # table of every run scored at that step goes to reports/ablation/issue18_step$(ABLATION_STEP).md.
@@ -139,6 +139,12 @@ baseline: setup $(BASELINE)
 validate-real: setup
 	$(VENV)/bin/scopewatch check-real val --out reports --before reports/baseline/real_val.synth_v9.json --worst 12
 	$(VENV)/bin/scopewatch check-reference val --grid --out reports
+
+# How faint the val footage's smoke is against the synthesis's levels, measured alike on the same
+# views (training/faint_smoke.py; val only): reports/faint_smoke/. FAINT_WEIGHTS: another checkpoint.
+FAINT_WEIGHTS ?=
+faint-smoke: setup
+	$(PY) -m training.faint_smoke $(if $(FAINT_WEIGHTS),--weights $(FAINT_WEIGHTS)) --out reports/faint_smoke
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs data

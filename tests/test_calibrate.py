@@ -83,6 +83,10 @@ def test_calibrate_command_writes_a_checkpoint_that_evaluate_scores_as_fitted(tm
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert report["micro_f1"] == pytest.approx(record["after"]["micro_f1"])
     assert report["exact_match"] == pytest.approx(record["after"]["exact_match"])
+    # Every present distortion is counted at its level once: the levels' clips add up to its support.
+    for task, by in report["recall_by_level"].items():
+        assert sum(v["support"] for v in by.values()) == report["per_task"][task]["support"]
+    assert "Recall by true level" in (tmp_path / "eval" / "evaluation.md").read_text()
 
     r = run_cli("calibrate", str(data), "--weights", str(out), "--out", str(tmp_path / "twice.pt"))
     assert r.returncode == 2 and "already calibrated" in r.stderr and len(r.stderr.strip().splitlines()) == 1

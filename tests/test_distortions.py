@@ -131,6 +131,22 @@ def test_smoke_lowers_contrast_and_saturation(name, generator, content_frame):
     assert contrast[-1] < (0.7 if generator in ("jet", "puff") else 0.6) * contrast[0]
 
 
+@pytest.mark.parametrize("generator", [g for g in create_distortion("smoke").generators if g != "column"])
+def test_a_lower_smoke_floor_thins_the_faintest_smoke_only(generator, content_frame):
+    # TrainConfig.smoke_floor: the faintest smoke of a sample may be thinner than the recipe's. The
+    # column keeps its own opacity: a wisp is locally opaque however faint the smoke.
+    d = create_distortion("smoke", (generator,))
+    params = d.sample_params(np.random.default_rng(3))
+    clean = content_frame.astype(float).mean()
+
+    def lift(severity, **floor):
+        return d.apply(content_frame, severity, {**params, **floor}).astype(float).mean() - clean
+
+    assert np.array_equal(d.apply(content_frame, 0.05, params), d.apply(content_frame, 0.05, {**params, "floor": 0.08}))
+    assert 0 < lift(0.05, floor=0.02) < 0.7 * lift(0.05)
+    assert abs(lift(1.0, floor=0.02) - lift(1.0)) < 0.05 * lift(1.0)  # the densest smoke is the same
+
+
 def test_a_generator_named_twice_is_drawn_twice_as_often():
     d = create_distortion("smoke", ("puff", "column", "column"))
     rng = np.random.default_rng(0)

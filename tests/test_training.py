@@ -9,7 +9,7 @@ import torch
 
 from model import load_checkpoint
 from model.predict import Predictor
-from training.metrics import micro_f1, exact_match, rankdata, srocc
+from training.metrics import identification_metrics, micro_f1, exact_match, rankdata, recall_by_level, srocc
 from model import create_model
 from model.preprocess import extract
 from training.trainer import TrainConfig, TrainingForward, autocast_dtype, losses, model_inputs, train, update_average
@@ -35,6 +35,17 @@ def test_metrics_on_known_cases():
     assert srocc([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert srocc([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+
+
+def test_recall_by_level_says_at_which_levels_a_distortion_is_missed():
+    levels = np.array([[1, 0], [1, 2], [2, 2], [4, 0], [0, 1]])
+    called = np.array([[0, 1], [1, 1], [1, 0], [1, 0], [1, 0]], bool)
+    by = recall_by_level(levels, called, ("a", "b"))
+    assert by == {"a": {"1": {"recall": 0.5, "support": 2}, "2": {"recall": 1.0, "support": 1},
+                        "4": {"recall": 1.0, "support": 1}},
+                  "b": {"1": {"recall": 0.0, "support": 1}, "2": {"recall": 0.5, "support": 2}}}
+    # Absent (level 0) clips are false alarms, not misses: called or not, they leave the recall alone.
+    assert identification_metrics(levels >= 1, called, ("a", "b"), levels, levels)["recall_by_level"] == by
 
 
 @pytest.mark.slow
@@ -171,6 +182,8 @@ def test_weight_average_lags_the_weights_and_starts_close_to_them():
 @pytest.mark.parametrize("settings, message", [
     ('{"generators": {"smoke": ["fog"]}}', "generators: smoke has no generator fog"),
     ('{"patch_tasks": ["smoke"], "patch_head": "neck"}', "patch_head must be presence or own"),
+    ('{"smoke_floor": [0.08, 0.02]}', "smoke_floor must be [low, high] with 0 < low <= high < 0.9"),
+    ('{"smoke_floor": [0.0, 0.05]}', "smoke_floor must be [low, high]"),
 ])
 def test_a_settings_file_with_a_bad_setting_is_one_line(tmp_path, settings, message):
     config = tmp_path / "train.json"

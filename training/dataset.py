@@ -109,7 +109,8 @@ class SynthPatchDataset(IterableDataset):
                  p_clean: float = 0.2, p_single: float = 0.4, p_shading: float = 0.4, severity_skew: float = 1.0,
                  length: int | None = None, p_crop: float = 0.3, p_small: float = 0.0, nuisances: Nuisances = Nuisances(),
                  generators: dict[str, tuple[str, ...]] | None = None, patch_tasks: tuple[str, ...] = (),
-                 degraded: list[tuple[Content, str]] = (), p_degraded: float = 0.0):
+                 degraded: list[tuple[Content, str]] = (), p_degraded: float = 0.0,
+                 smoke_floor: tuple[float, float] | None = None):
         if not contents:
             raise ValueError("no content to synthesise from")
         if p_degraded > 0 and not degraded:
@@ -126,6 +127,7 @@ class SynthPatchDataset(IterableDataset):
             raise ValueError(f"patch_tasks {', '.join(sorted(unknown))} not among the tasks {', '.join(self.tasks)}")
         self.patch_tasks = tuple(patch_tasks)
         self.degraded, self.p_degraded = list(degraded), p_degraded
+        self.smoke_floor = smoke_floor
 
     def _distortions(self, rng: np.random.Generator) -> dict[str, float]:
         r = rng.random()
@@ -177,6 +179,8 @@ class SynthPatchDataset(IterableDataset):
         severities = self._distortions(rng)
         severities.pop(real, None)
         recipe = Recipe.constant(severities, rng, self.generators)
+        if self.smoke_floor is not None and "smoke" in recipe.params:
+            recipe.params["smoke"]["floor"] = float(rng.uniform(*self.smoke_floor))
         t = float(rng.uniform(0, 10))
         frame = recipe.render(scene, t)
         camera = int(rng.integers(2**31))

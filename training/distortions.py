@@ -255,15 +255,20 @@ class Smoke(Distortion):
                 "desaturate": float(rng.uniform(0.3, 0.9)), "sizes": rng.uniform(0.6, 1.4, n_jets).tolist(),
                 "bend": float(rng.uniform(-1.5, 1.5)), "width": float(rng.uniform(0.05, 0.12))}
 
-    @staticmethod
-    def optical_depth(severity: float) -> float:
-        return -math.log(1.0 - (0.08 + 0.82 * severity))  # mean transmission 0.92 .. 0.10
+    # Opacity of the faintest smoke (severity 0): mean transmission 0.92. A sample's params may carry
+    # its own "floor" (TrainConfig.smoke_floor): the real smoke of the val footage that the model
+    # misses veils the scene less than the faintest smoke drawn at this one (training.faint_smoke).
+    FLOOR = 0.08
+
+    @classmethod
+    def optical_depth(cls, severity: float, floor: float = FLOOR) -> float:
+        return -math.log(1.0 - (floor + (0.9 - floor) * severity))  # mean transmission 1 - floor .. 0.10
 
     def transmission(self, frame: np.ndarray, severity: float, params: Params, t: float) -> np.ndarray:
         """(h, w) or (h, w, 3) transmission in (0, 1] for the plume, haze and jet generators."""
         shape = frame.shape[:2]
         small = low_res_shape(shape, 48)
-        tau = self.optical_depth(severity)
+        tau = self.optical_depth(severity, params.get("floor", self.FLOOR))
         generator = params["generator"]
         if generator == "plume":
             field = FractalField(np.random.default_rng(params["seed"]), octaves=3, cells=params["cells"],
@@ -369,7 +374,8 @@ class Smoke(Distortion):
         shape = frame.shape[:2]
         field = FractalField(np.random.default_rng(params["seed"]), octaves=2, cells=params["cells"] / 2,
                              drift=tuple(params["drift"]))
-        alpha = (0.1 + 0.75 * severity) * (0.7 + 0.6 * field.at(low_res_shape(shape, 32), t))
+        floor = 1.25 * params.get("floor", self.FLOOR)
+        alpha = (floor + (0.85 - floor) * severity) * (0.7 + 0.6 * field.at(low_res_shape(shape, 32), t))
         alpha = resize_field(np.clip(alpha, 0.0, 0.95).astype(np.float32), shape) * field_of_view(frame)
         grey = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
         keep = 1.0 - params["desaturate"] * min(1.0, 1.5 * severity)

@@ -124,6 +124,13 @@ def markdown(report: dict, title: str = "ScopeWatch evaluation") -> str:
               "| distortion | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for t, m in report["per_task"].items():
         lines.append(f"| {t} | {f(m['precision'])} | {f(m['recall'])} | {f(m['f1'])} | {m['support']} |")
+    if "recall_by_level" in report:
+        levels = sorted({int(lv) for by in report["recall_by_level"].values() for lv in by})
+        lines += ["", "Recall by true level (1 = faintest; clips at that level in brackets):", "",
+                  "| distortion | " + " | ".join(f"level {lv}" for lv in levels) + " |", "|---" * (len(levels) + 1) + "|"]
+        for t, by in report["recall_by_level"].items():
+            cells = [f"{f(by[str(lv)]['recall'])} ({by[str(lv)]['support']})" if str(lv) in by else "" for lv in levels]
+            lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

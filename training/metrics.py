@@ -56,6 +56,19 @@ def severity_accuracy(true_levels: np.ndarray, pred_levels: np.ndarray) -> dict[
             "severity_support": int(m.sum())}
 
 
+def recall_by_level(true_levels: np.ndarray, y_pred: np.ndarray, tasks) -> dict[str, dict[str, dict]]:
+    """Per task and true level (1 = faintest), the share of clips with the distortion at that level
+    on which it is called present, and how many there are: where a detector's misses lie."""
+    t, p = np.asarray(true_levels), np.asarray(y_pred, bool)
+    out: dict[str, dict[str, dict]] = {}
+    for j, task in enumerate(tasks):
+        out[task] = {}
+        for level in sorted(int(v) for v in np.unique(t[:, j]) if v >= 1):
+            at = t[:, j] == level
+            out[task][str(level)] = {"recall": float(p[at, j].mean()), "support": int(at.sum())}
+    return out
+
+
 def rankdata(x: np.ndarray) -> np.ndarray:
     """Ranks 1..n with ties given their average rank."""
     x = np.asarray(x, float)
@@ -105,4 +118,5 @@ def identification_metrics(y_true, y_pred, tasks, true_levels=None, pred_levels=
            "items": int(len(y_true)), "single_items": int(single.sum())}
     if true_levels is not None:
         out |= severity_accuracy(true_levels, pred_levels)
+        out["recall_by_level"] = recall_by_level(true_levels, y_pred, tasks)
     return out

@@ -97,6 +97,9 @@ class TrainConfig:
     scale_ratios: bool = True  # directional energies also as fine/coarse ratios (model.network.DirectionalEnergy)
     scene_shading: float = 0.4  # share of clean content shaded by its own relief (training.dataset.scene_shading)
     severity_skew: float = 1.7  # > 1: more training distortions at the faint end (training.dataset.draw_severity)
+    # [low, high]: each smoky sample's faintest opacity drawn between them (training.distortions.
+    # Smoke.FLOOR, 0.08, when unset): thinner smoke than the levels draw, as the val footage shows.
+    smoke_floor: tuple[float, float] | None = None
     quality_weight: float = 2.0
     severity_weight: float = 1.0
     val_every: int = 200
@@ -119,7 +122,7 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
-        for k in ("tasks", "train_content", "val_content", "patch_tasks"):
+        for k in ("tasks", "train_content", "val_content", "patch_tasks", "smoke_floor"):
             if k in data:
                 data[k] = tuple(data[k])
         return cls(**data)
@@ -286,6 +289,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         raise ValueError(f"severity_skew must be positive, got {cfg.severity_skew}")
     if cfg.patch_head not in ("presence", "own"):
         raise ValueError(f"patch_head must be presence or own, got {cfg.patch_head!r}")
+    if cfg.smoke_floor is not None and not (len(cfg.smoke_floor) == 2 and 0.0 < cfg.smoke_floor[0] <= cfg.smoke_floor[1] < 0.9):
+        raise ValueError(f"smoke_floor must be [low, high] with 0 < low <= high < 0.9, got {cfg.smoke_floor}")
     if not 0.0 <= cfg.real_degraded < 1.0:
         raise ValueError(f"real_degraded must be in [0, 1), got {cfg.real_degraded}")
     for name, gens in cfg.generator_choice().items():
@@ -329,12 +334,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         average.load_state_dict(state["average"])
 
     # One validation set for every training seed, so that runs of different seeds compare; its
-    # severities stay uniform (fixed_batches), so runs of different severity_skew compare too.
+    # severities stay uniform and its smoke at the default floor (fixed_batches), so runs of different
+    # severity_skew or smoke_floor compare too.
     val = fixed_batches(val_contents, cfg, model.input_cfg, seed=VAL_SEED)
     # The stream's seed includes the step, so a resumed run continues with fresh samples.
     degraded = [(c, source.present) for source, c in open_degraded((640, 360), cfg.seed)] if cfg.real_degraded else []
     stream = cfg.dataset(train_contents, model.input_cfg, cfg.seed * 1_000_003 + step, severity_skew=cfg.severity_skew,
-                         degraded=degraded, p_degraded=cfg.real_degraded)
+                         smoke_floor=cfg.smoke_floor, degraded=degraded, p_degraded=cfg.real_degraded)
     loader = iter(DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,
                              persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None,
                              pin_memory=device.type == "cuda"))

@@ -1,0 +1,199 @@
+"""How faint is the real smoke the model misses? The val footage's smoke against the synthesis's
+levels, measured the same way on the same frames.
+
+Smoke veils the scene with scattered light, which lifts the darkest colour channel everywhere it
+lies (the dark-channel prior of haze removal: clear tissue has some channel near black almost
+everywhere). The lift is measured as the rise of the mean dark channel (minimum over RGB, then over
+a 15 px square, frames at 256 px on the short side, inside the image circle) from a clear frame of
+the same view:
+
+* real: each val smoke item that has clear footage of the same view (the clear seconds of the same
+  clip; the clean twin of an added-smoke pair) — its median lift and the share of its frames on
+  which the model calls smoke;
+* synthetic: every smoke generator of the recipe at each level, drawn on those same clear frames —
+  the median lift and the share called.
+
+Only val is read (eval is never used here). The model decides as the monitor does at its fitted
+operating point, in float32 as the shipping rule runs it.
+
+    python -m training.faint_smoke [--weights W] [--data ../shared/data/surgical] [--out reports/faint_smoke]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from model.checkpoint import CheckpointError
+from model.predict import load_predictor
+from model.tasks import NUM_LEVELS, level_to_severity
+from training.distortions import create_distortion, field_of_view
+from training.realcheck import DEFAULT_DATA, expand, load_still, items
+
+MEASURE_SHORT_SIDE = 256
+DARK_WINDOW = 15
+SAMPLE_FPS = 5.0  # the monitor's default sampling
+CLEAR_FRAMES = 4  # clear frames of each view the generators are drawn on
+
+
+def dark_channel_mean(frame: np.ndarray) -> float:
+    """Mean dark channel (0..1) of an RGB uint8 frame inside its image circle, at 256 px."""
+    h, w = frame.shape[:2]
+    k = MEASURE_SHORT_SIDE / min(h, w)
+    small = cv2.resize(frame, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
+    dark = cv2.erode(small.min(axis=2), np.ones((DARK_WINDOW, DARK_WINDOW), np.uint8)).astype(np.float32) / 255.0
+    inside = field_of_view(small) > 0.5
+    return float(dark[inside].mean()) if inside.any() else float(dark.mean())
+
+
+def clip_frames(path: Path, start_s: float, end_s: float | None, fps: float = SAMPLE_FPS) -> list[np.ndarray]:
+    """Frames of a clip's window, one per 1/fps s of media time (the monitor's sampling)."""
+    out, next_t = [], start_s
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            t = float(frame.time or 0.0)
+            if end_s is not None and t > end_s:
+                break
+            if t >= next_t:
+                out.append(frame.to_ndarray(format="rgb24"))
+                next_t = t + 1.0 / fps
+    return out
+
+
+@dataclass
+class View:
+    """One val smoke item and clear frames of the same view: `pairs` when each smoky frame has its
+    own clean twin (added smoke), else the clip's clear seconds."""
+    name: str
+    smoky: list[np.ndarray]
+    clear: list[np.ndarray]
+    pairs: bool
+
+
+def val_views(data: Path) -> list[View]:
+    """Every val smoke item with clear footage of its view; items without (dense still frames) are
+    left out, since their lift cannot be measured."""
+    val = items("val")
+    views = []
+    for item in val:
+        if item.present != "smoke":
+            continue
+        if "input_" in item.path:
+            smoky_paths = expand(item, data)
+            twins = [p.with_name(p.name.replace("input_", "output_")) for p in smoky_paths]
+            kept = [(s, c) for s, c in zip(smoky_paths, twins) if c.exists()]
+            if kept:
+                views.append(View(item.path, [load_still(item, s) for s, _ in kept],
+                                  [load_still(item, c) for _, c in kept], pairs=True))
+            continue
+        clear_item = next((c for c in val if c.clean and c.path == item.path), None)
+        if clear_item is None or not expand(item, data):
+            continue
+        path = expand(item, data)[0]
+        views.append(View(f"{item.path} {item.window}", clip_frames(path, item.start_s, item.end_s),
+                          clip_frames(path, clear_item.start_s, clear_item.end_s), pairs=False))
+    return views
+
+
+def smoke_called(predictor, frames: list[np.ndarray], batch: int = 16) -> np.ndarray:
+    calls = []
+    for i in range(0, len(frames), batch):
+        for p in predictor.predict(frames[i:i + batch]):
+            calls.append(p.probabilities["smoke"] >= 0.5)
+    return np.array(calls, bool)
+
+
+def lifts(smoky: list[np.ndarray], clear: list[np.ndarray], pairs: bool) -> np.ndarray:
+    dark = np.array([dark_channel_mean(f) for f in smoky])
+    if pairs:
+        return dark - np.array([dark_channel_mean(f) for f in clear])
+    return dark - float(np.median([dark_channel_mean(f) for f in clear]))
+
+
+def evenly(frames: list, n: int) -> list:
+    if len(frames) <= n:
+        return list(frames)
+    return [frames[i] for i in np.linspace(0, len(frames) - 1, n).round().astype(int)]
+
+
+def run(predictor, data: Path, seed: int = 0) -> dict:
+    views = val_views(data)
+    report = {"data": str(data), "weights": predictor.name, "measure": f"mean dark channel rise, {DARK_WINDOW} px "
+              f"window at {MEASURE_SHORT_SIDE} px", "real": [], "synthetic": []}
+    bases = []
+    for v in views:
+        lift = lifts(v.smoky, v.clear, v.pairs)
+        report["real"].append({"item": v.name, "frames": len(v.smoky), "lift_median": float(np.median(lift)),
+                               "called": float(smoke_called(predictor, v.smoky).mean())})
+        bases += evenly(v.clear, CLEAR_FRAMES)
+    smoke = create_distortion("smoke")
+    rng = np.random.default_rng(seed)
+    for generator in smoke.allowed:
+        for level in range(1, NUM_LEVELS + 1):
+            made = []
+            for base in bases:
+                params = {"generator": generator, **smoke.generator_params(generator, rng)}
+                made.append(smoke.apply(base, level_to_severity(level), params))
+            lift = lifts(made, bases, pairs=True)
+            report["synthetic"].append({"generator": generator, "level": level, "frames": len(made),
+                                        "lift_median": float(np.median(lift)),
+                                        "called": float(smoke_called(predictor, made).mean())})
+    report["synthetic_by_level"] = [
+        {"level": level, "lift_median": float(np.median([r["lift_median"] for r in rows])),
+         "called": float(np.mean([r["called"] for r in rows]))}
+        for level in range(1, NUM_LEVELS + 1)
+        for rows in [[r for r in report["synthetic"] if r["level"] == level]]]
+    return report
+
+
+def markdown(report: dict) -> str:
+    lines = ["# How faint is the real smoke? (val only)", "",
+             f"Weights `{report['weights']}`; haze lift = {report['measure']}, against clear frames of the same "
+             "view; called = share of frames on which the model calls smoke.", "",
+             "| real val smoke | frames | lift (median) | called |", "|---|---|---|---|"]
+    for r in report["real"]:
+        lines.append(f"| `{r['item']}` | {r['frames']} | {r['lift_median']:.3f} | {r['called']:.1%} |")
+    lines += ["", "The recipe's smoke generators drawn on those views' clear frames:", "",
+              "| level | lift (median over generators) | called (mean over generators) |", "|---|---|---|"]
+    for r in report["synthetic_by_level"]:
+        lines.append(f"| {r['level']} | {r['lift_median']:.3f} | {r['called']:.1%} |")
+    lines += ["", "| generator | " + " | ".join(f"level {lv}: lift / called" for lv in range(1, NUM_LEVELS + 1)) + " |",
+              "|---" * (NUM_LEVELS + 1) + "|"]
+    for g in dict.fromkeys(r["generator"] for r in report["synthetic"]):
+        cells = [f"{r['lift_median']:.3f} / {r['called']:.0%}" for r in report["synthetic"] if r["generator"] == g]
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.faint_smoke", description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", help="checkpoint (default: the shipped weights)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared surgical data folder")
+    ap.add_argument("--out", type=Path, help="write faint_smoke.json and faint_smoke.md into this folder")
+    args = ap.parse_args(argv)
+    if not args.data.is_dir():
+        print(f"faint_smoke: error: {args.data}: no such folder (the val footage is not on this machine)", file=sys.stderr)
+        return 2
+    try:
+        predictor = load_predictor(args.weights, "auto", "float32")
+    except (CheckpointError, OSError, ValueError) as e:
+        print(f"faint_smoke: error: {e}", file=sys.stderr)
+        return 2
+    report = run(predictor, args.data)
+    text = markdown(report)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "faint_smoke.json").write_text(json.dumps(report, indent=1))
+        (args.out / "faint_smoke.md").write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

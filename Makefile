@@ -29,7 +29,7 @@ bench: setup
 	$(PY) benchmarks/model_speed.py
 
 # Reproduce the shipped weights (issue 18): train (2400 steps in bfloat16 through torch.compile on the
-# screened real train split plus procedural scenes, ~45 min on a 2-core machine; docs/MODEL.md), keeping
+# screened real train split plus procedural scenes, ~45-51 min on a 2-core machine; docs/MODEL.md), keeping
 # best.pt and a snapshot every 400 steps; fit each one's operating points on the real val footage
 # (`scopewatch operating-points`); then the shipping rule chooses among best.pt and the val-fitted ones,
 # on the real val footage and the synthetic test set (`scopewatch ship`, ~2 min a candidate). It installs
@@ -39,8 +39,8 @@ bench: setup
 # synth_v9 it raised the test score and the real false alarms together.
 SURGICAL := ../shared/data/surgical
 TESTSET  := data/testset
-RUN      := runs/synth_v14
-WEIGHTS  := model/weights/scopewatch_lap5.synth_v14.pt
+RUN      := runs/synth_v15
+WEIGHTS  := model/weights/scopewatch_lap5.synth_v15.pt
 
 weights: setup $(TESTSET)/labels.csv
 	$(VENV)/bin/scopewatch train --out $(RUN)
@@ -84,7 +84,7 @@ logo: setup $(LOGO_TEST)/labels.csv
 # One-factor ablation (issue 18; training/ablation.py): the make-weights recipe with one setting changed
 # (training/ablations/$(ABLATION).json: control, no_nuisances, no_real_content, faint_skew, small_frames,
 # mixed_patches, long_training, local_smoke, patch_smoke, patch_smoke_own, real_smoke, short_training,
-# backscatter, backscatter_seed1, small_net, faint_smoke),
+# backscatter, backscatter_seed1, small_net, no_faint_smoke),
 # scored as the shipped weights were chosen (snapshot ABLATION_STEP, 01200 like the shipped weights,
 # with val operating points) on val, eval (reported only) and the synthetic test; the
 # table of every run scored at that step goes to reports/ablation/issue18_step$(ABLATION_STEP).md.

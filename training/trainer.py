@@ -97,9 +97,10 @@ class TrainConfig:
     scale_ratios: bool = True  # directional energies also as fine/coarse ratios (model.network.DirectionalEnergy)
     scene_shading: float = 0.4  # share of clean content shaded by its own relief (training.dataset.scene_shading)
     severity_skew: float = 1.7  # > 1: more training distortions at the faint end (training.dataset.draw_severity)
-    # [low, high]: each smoky sample's faintest opacity drawn between them (training.distortions.
-    # Smoke.FLOOR, 0.08, when unset): thinner smoke than the levels draw, as the val footage shows.
-    smoke_floor: tuple[float, float] | None = None
+    # [low, high]: each smoky sample's faintest opacity drawn between them, so that smoke thinner than
+    # the levels draw (training.distortions.Smoke.FLOOR, 0.08: None keeps it) is learnt too: the val
+    # smoke the model missed is that thin (training.faint_smoke). Since synth_v15.
+    smoke_floor: tuple[float, float] | None = (0.02, 0.08)
     quality_weight: float = 2.0
     severity_weight: float = 1.0
     val_every: int = 200
@@ -123,7 +124,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
         for k in ("tasks", "train_content", "val_content", "patch_tasks", "smoke_floor"):
-            if k in data:
+            if data.get(k) is not None:
                 data[k] = tuple(data[k])
         return cls(**data)
 

@@ -374,7 +374,7 @@ class Smoke(Distortion):
         shape = frame.shape[:2]
         field = FractalField(np.random.default_rng(params["seed"]), octaves=2, cells=params["cells"] / 2,
                              drift=tuple(params["drift"]))
-        floor = 1.25 * params.get("floor", self.FLOOR)
+        floor = 1.25 * params.get("floor", self.FLOOR)  # 0.1 at the recipe's floor, thinner with the sample's
         alpha = (floor + (0.85 - floor) * severity) * (0.7 + 0.6 * field.at(low_res_shape(shape, 32), t))
         alpha = resize_field(np.clip(alpha, 0.0, 0.95).astype(np.float32), shape) * field_of_view(frame)
         grey = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)

@@ -35,6 +35,7 @@ from model.predict import load_predictor
 from model.tasks import NUM_LEVELS, level_to_severity
 from training.distortions import create_distortion, field_of_view
 from training.realcheck import DEFAULT_DATA, expand, load_still, items
+from training.realworld import flagged
 
 MEASURE_SHORT_SIDE = 256
 DARK_WINDOW = 15
@@ -93,27 +94,22 @@ def val_views(data: Path) -> list[View]:
                                   [load_still(item, c) for _, c in kept], pairs=True))
             continue
         clear_item = next((c for c in val if c.clean and c.path == item.path), None)
-        if clear_item is None or not expand(item, data):
+        files = expand(item, data)
+        if clear_item is None or not files:
             continue
-        path = expand(item, data)[0]
+        path = files[0]
         views.append(View(f"{item.path} {item.window}", clip_frames(path, item.start_s, item.end_s),
                           clip_frames(path, clear_item.start_s, clear_item.end_s), pairs=False))
     return views
 
 
-def smoke_called(predictor, frames: list[np.ndarray], batch: int = 16) -> np.ndarray:
-    calls = []
-    for i in range(0, len(frames), batch):
-        for p in predictor.predict(frames[i:i + batch]):
-            calls.append(p.probabilities["smoke"] >= 0.5)
-    return np.array(calls, bool)
+def smoke_called(predictor, frames: list[np.ndarray]) -> float:
+    """Share of `frames` on which the run's decision calls smoke."""
+    return float(flagged(predictor, frames)[:, list(predictor.tasks).index("smoke")].mean())
 
 
-def lifts(smoky: list[np.ndarray], clear: list[np.ndarray], pairs: bool) -> np.ndarray:
-    dark = np.array([dark_channel_mean(f) for f in smoky])
-    if pairs:
-        return dark - np.array([dark_channel_mean(f) for f in clear])
-    return dark - float(np.median([dark_channel_mean(f) for f in clear]))
+def dark_means(frames: list[np.ndarray]) -> np.ndarray:
+    return np.array([dark_channel_mean(f) for f in frames])
 
 
 def evenly(frames: list, n: int) -> list:
@@ -128,10 +124,12 @@ def run(predictor, data: Path, seed: int = 0) -> dict:
               f"window at {MEASURE_SHORT_SIDE} px", "real": [], "synthetic": []}
     bases = []
     for v in views:
-        lift = lifts(v.smoky, v.clear, v.pairs)
+        clear = dark_means(v.clear)
+        lift = dark_means(v.smoky) - (clear if v.pairs else float(np.median(clear)))
         report["real"].append({"item": v.name, "frames": len(v.smoky), "lift_median": float(np.median(lift)),
-                               "called": float(smoke_called(predictor, v.smoky).mean())})
+                               "called": smoke_called(predictor, v.smoky)})
         bases += evenly(v.clear, CLEAR_FRAMES)
+    base_dark = dark_means(bases)
     smoke = create_distortion("smoke")
     rng = np.random.default_rng(seed)
     for generator in smoke.allowed:
@@ -140,10 +138,9 @@ def run(predictor, data: Path, seed: int = 0) -> dict:
             for base in bases:
                 params = {"generator": generator, **smoke.generator_params(generator, rng)}
                 made.append(smoke.apply(base, level_to_severity(level), params))
-            lift = lifts(made, bases, pairs=True)
             report["synthetic"].append({"generator": generator, "level": level, "frames": len(made),
-                                        "lift_median": float(np.median(lift)),
-                                        "called": float(smoke_called(predictor, made).mean())})
+                                        "lift_median": float(np.median(dark_means(made) - base_dark)),
+                                        "called": smoke_called(predictor, made)})
     report["synthetic_by_level"] = [
         {"level": level, "lift_median": float(np.median([r["lift_median"] for r in rows])),
          "called": float(np.mean([r["called"] for r in rows]))}

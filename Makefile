@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.scopewatch-installed
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup demo test bench weights evaluate logo ablation ablation-report ablation-ship baseline realworld validate-real faint-smoke clean
+.PHONY: setup demo test bench weights evaluate logo ablation ablation-report ablation-ship baseline realworld validate-real faint-smoke sensitivity clean
 
 setup: $(STAMP)
 
@@ -145,6 +145,12 @@ validate-real: setup
 FAINT_WEIGHTS ?=
 faint-smoke: setup
 	$(PY) -m training.faint_smoke $(if $(FAINT_WEIGHTS),--weights $(FAINT_WEIGHTS)) --out reports/faint_smoke
+
+# Every generator of every distortion drawn at each level on the clear val frames, and what the model
+# calls of it (training/sensitivity.py; val only): reports/sensitivity/. SENSITIVITY_WEIGHTS: another checkpoint.
+SENSITIVITY_WEIGHTS ?=
+sensitivity: setup
+	$(PY) -m training.sensitivity $(if $(SENSITIVITY_WEIGHTS),--weights $(SENSITIVITY_WEIGHTS)) --out reports/sensitivity -q
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs data

@@ -107,16 +107,26 @@ class DirectionalEnergy(nn.Module):
     scales below its length, along its direction, so in the ratio the scene's own orientation
     cancels and the blur's remains. These ratio profiles share their own
     reference direction (their least ratio, from the 2 px, 4 px and half-resolution 4 px lags) and
-    give their aligned, symmetrised shape and mean."""
+    give their aligned, symmetrised shape and mean.
 
-    def __init__(self, lags: tuple[float, ...] = (1, 2, 4), angles: int = 8, scale_ratios: bool = False):
+    With `patch_shapes`, also each patch's own aligned shapes (plain and, with `scale_ratios`,
+    ratio) and largest deviation, averaged over the patches. The sum over patches cancels a blur
+    whose direction turns across the frame (the scope rotating or moving in or out, a curved path,
+    an instrument's own motion): streaked in every patch, it sums to the all-direction loss of a
+    defocus (measured: `python -m training.sensitivity` calls those generators defocus as well)."""
+
+    def __init__(self, lags: tuple[float, ...] = (1, 2, 4), angles: int = 8, scale_ratios: bool = False,
+                 patch_shapes: bool = False):
         super().__init__()
-        self.lags, self.angles, self.scale_ratios = tuple(lags), angles, scale_ratios
+        self.lags, self.angles, self.scale_ratios, self.patch_shapes = tuple(lags), angles, scale_ratios, patch_shapes
         for i, lag in enumerate(self.lags):
             self.register_buffer(f"kernel{i}", second_difference_kernels(lag, angles), persistent=False)
         self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]) / 255.0, persistent=False)
         self.profiles = 2 * len(self.lags)
-        self.num_features = self.profiles * (angles // 2 + 4) + scale_ratios * (self.profiles - 1) * (angles // 2 + 2)
+        ratio_shape = scale_ratios * (self.profiles - 1) * (angles // 2 + 1)
+        self.num_features = self.profiles * (angles // 2 + 4) + ratio_shape + scale_ratios * (self.profiles - 1)
+        if patch_shapes:
+            self.num_features += self.profiles * (angles // 2 + 2) + ratio_shape
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """patches (B, K, P, P, 3) uint8 -> (B, num_features), always in float32."""
@@ -163,8 +173,25 @@ class DirectionalEnergy(nn.Module):
             ratio = profile[:, :-1] - profile[:, -1:]  # (B, profiles - 1, angles): each lag against 8 px
             mean = ratio.mean(-1, keepdim=True)
             rel_ratio = ratio - mean
-            out += [self._aligned_shape(rel_ratio, rel_ratio[:, [1, 2, self.profiles - 2]].sum(1)), mean.squeeze(-1)]
+            out += [self._ratio_shape(rel_ratio), mean.squeeze(-1)]
+        if self.patch_shapes:
+            out.append(self._patch_shapes(energy))
         return torch.cat(out, 1)
+
+    def _ratio_shape(self, rel_ratio: torch.Tensor) -> torch.Tensor:
+        return self._aligned_shape(rel_ratio, rel_ratio[:, [1, 2, self.profiles - 2]].sum(1))
+
+    def _patch_shapes(self, energy: torch.Tensor) -> torch.Tensor:
+        """(B, K, profiles, angles) -> (B, features): each patch's aligned shapes and largest
+        deviation, each patch turned to its own reference direction, then averaged over patches."""
+        b, k = energy.shape[:2]
+        profile = (energy.flatten(0, 1) + 1e-8).log()
+        rel = profile - profile.mean(-1, keepdim=True)
+        out = [self._aligned_shape(rel, rel[:, 1:].sum(1)), rel.abs().amax(-1)]
+        if self.scale_ratios:
+            ratio = profile[:, :-1] - profile[:, -1:]
+            out.append(self._ratio_shape(ratio - ratio.mean(-1, keepdim=True)))
+        return torch.cat(out, 1).view(b, k, -1).mean(1)
 
     def _aligned_shape(self, rel: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """(B, n, angles) profiles turned so that the least angle of `reference` (B, angles) comes
@@ -216,14 +243,14 @@ def _mean_std(x: torch.Tensor, dims) -> torch.Tensor:
 class QualityNet(nn.Module):
     def __init__(self, tasks: tuple[str, ...], widths: tuple[int, ...] = (16, 32, 48, 64, 96),
                  taps: tuple[int, ...] = (1, 2, -1), hidden: int = 192, aux_hidden: int = 64, directional_hidden: int = 64,
-                 num_nss: int = 33, scale_ratios: bool = False, directional_mix: bool = False, patch_aux: int = 0,
-                 input_cfg: InputConfig | None = None):
+                 num_nss: int = 33, scale_ratios: bool = False, patch_shapes: bool = False, directional_mix: bool = False,
+                 patch_aux: int = 0, input_cfg: InputConfig | None = None):
         super().__init__()
         self.tasks = tuple(tasks)
         self.input_cfg = input_cfg or InputConfig()
         self.trunk = Trunk(tuple(widths), tuple(taps))
         c = self.trunk.out_channels
-        self.directional = DirectionalEnergy(scale_ratios=scale_ratios)
+        self.directional = DirectionalEnergy(scale_ratios=scale_ratios, patch_shapes=patch_shapes)
         self.directional_mlp = nn.Sequential(nn.BatchNorm1d(self.directional.num_features),
                                              nn.Linear(self.directional.num_features, directional_hidden), nn.ReLU(inplace=True))
         self.directional_presence = nn.Linear(directional_hidden, len(self.tasks))

@@ -209,6 +209,39 @@ def test_scale_ratios_show_a_faint_streak_in_any_direction(scene_frame):
     assert min(faint) > max(still) + 0.3
 
 
+def test_patch_shapes_tell_a_streak_that_turns_across_the_frame_from_a_defocus(scene_frame):
+    """A streak whose direction differs from patch to patch (the scope rotating, moving in or out)
+    sums over the patches to the all-direction loss of a defocus; each patch's own shape keeps it.
+    The features before them stay as they were, and the patches' order does not matter."""
+    from model.network import DirectionalEnergy
+    from model.preprocess import InputConfig, extract
+    from training.distortions import line_blur, psf_blur
+    ratios, shapes = DirectionalEnergy(scale_ratios=True), DirectionalEnergy(scale_ratios=True, patch_shapes=True)
+    angles = shapes.angles // 2 + 1
+    assert shapes.num_features == ratios.num_features + 6 * (angles + 1) + 5 * angles
+    patches = extract(scene_frame, InputConfig()).patches  # (K, P, P, 3)
+    turning = np.stack([line_blur(p, 9.0, np.pi * i / len(patches)) for i, p in enumerate(patches)])
+    disked = np.stack([psf_blur(p, 3.0) for p in patches])
+
+    def features(x):
+        x = torch.from_numpy(np.ascontiguousarray(x))[None]
+        f = shapes(x)[0]
+        assert torch.equal(f[:ratios.num_features], ratios(x)[0])
+        return f
+
+    def contrast(f, offset):  # the 2 px / 8 px ratio: cross direction minus streak direction
+        shape = f[offset + angles:offset + 2 * angles]
+        return float(shape[-1] - shape[0])
+
+    summed_at = 6 * (angles + 3)  # after the plain shapes, level, spread and largest deviation
+    own_at = ratios.num_features + 6 * (angles + 1)  # after each patch's plain shapes and largest deviation
+    summed = [contrast(features(x), summed_at) for x in (patches, turning, disked)]
+    own = [contrast(features(x), own_at) for x in (patches, turning, disked)]
+    assert own[1] > max(own[0], own[2]) + 0.3, own
+    assert own[1] - own[2] > summed[1] - summed[2] + 0.3, (own, summed)
+    assert torch.allclose(features(turning), features(turning[::-1]), atol=1e-5)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_shipped_weights_give_the_same_answers_on_cuda_and_cpu(scene_frame):
     from model import load_predictor

@@ -62,7 +62,7 @@ def test_short_training_learns_to_separate_one_distortion(tmp_path):
     assert [h["step"] for h in history] == [75, 150]
     model = load_checkpoint(best)
     assert list(model.checkpoint_meta["training"]["tasks"]) == ["defocus_blur"]
-    assert model.model_args == {"scale_ratios": True} and model.directional.scale_ratios  # rebuilt as trained
+    assert model.model_args == {"scale_ratios": True, "patch_shapes": False} and model.directional.scale_ratios  # rebuilt as trained
     pred = Predictor(model, "cpu")
     scenes = [ProceduralScene(s, (640, 360)) for s in (500, 501, 502, 503)]
     frames, labels = [], []

@@ -21,25 +21,20 @@ operating point, in float32 as the shipping rule runs it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
-from model.checkpoint import CheckpointError
-from model.predict import load_predictor
 from model.tasks import NUM_LEVELS, level_to_severity
 from training.distortions import create_distortion, field_of_view
-from training.realcheck import DEFAULT_DATA, expand, load_still, items
+from training.realcheck import DEFAULT_DATA, clip_frames, evenly, expand, items, load_still, report_predictor, write_report
 from training.realworld import flagged
 
 MEASURE_SHORT_SIDE = 256
 DARK_WINDOW = 15
-SAMPLE_FPS = 5.0  # the monitor's default sampling
 CLEAR_FRAMES = 4  # clear frames of each view the generators are drawn on
 
 
@@ -51,20 +46,6 @@ def dark_channel_mean(frame: np.ndarray) -> float:
     dark = cv2.erode(small.min(axis=2), np.ones((DARK_WINDOW, DARK_WINDOW), np.uint8)).astype(np.float32) / 255.0
     inside = field_of_view(small) > 0.5
     return float(dark[inside].mean()) if inside.any() else float(dark.mean())
-
-
-def clip_frames(path: Path, start_s: float, end_s: float | None, fps: float = SAMPLE_FPS) -> list[np.ndarray]:
-    """Frames of a clip's window, one per 1/fps s of media time (the monitor's sampling)."""
-    out, next_t = [], start_s
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            t = float(frame.time or 0.0)
-            if end_s is not None and t > end_s:
-                break
-            if t >= next_t:
-                out.append(frame.to_ndarray(format="rgb24"))
-                next_t = t + 1.0 / fps
-    return out
 
 
 @dataclass
@@ -110,12 +91,6 @@ def smoke_called(predictor, frames: list[np.ndarray]) -> float:
 
 def dark_means(frames: list[np.ndarray]) -> np.ndarray:
     return np.array([dark_channel_mean(f) for f in frames])
-
-
-def evenly(frames: list, n: int) -> list:
-    if len(frames) <= n:
-        return list(frames)
-    return [frames[i] for i in np.linspace(0, len(frames) - 1, n).round().astype(int)]
 
 
 def run(predictor, data: Path, seed: int = 0) -> dict:
@@ -174,23 +149,12 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared surgical data folder")
     ap.add_argument("--out", type=Path, help="write faint_smoke.json and faint_smoke.md into this folder")
     args = ap.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"faint_smoke: error: {args.data}: no such folder (the val footage is not on this machine)", file=sys.stderr)
-        return 2
-    try:
-        predictor = load_predictor(args.weights, "auto", "float32")
-    except (CheckpointError, OSError, ValueError) as e:
-        print(f"faint_smoke: error: {e}", file=sys.stderr)
+    predictor = report_predictor("faint_smoke", args.data, args.weights)
+    if predictor is None:
         return 2
     report = run(predictor, args.data)
-    text = markdown(report)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "faint_smoke.json").write_text(json.dumps(report, indent=1))
-        (args.out / "faint_smoke.md").write_text(text)
-    print(text, end="")
+    write_report(args.out, "faint_smoke", report, markdown(report))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,16 +13,22 @@ check are scored alike:
 from __future__ import annotations
 
 import heapq
+import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
+from model.checkpoint import CheckpointError
+from model.predict import load_predictor
 from training.content import read_image
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "surgical"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+SAMPLE_FPS = 5.0  # the monitor's default sampling
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,48 @@ def expand(item: RealItem, data: Path) -> list[Path]:
     if "*" not in item.path:
         return [data / item.path] if (data / item.path).exists() else []
     return sorted(p for p in data.glob(item.path) if p.is_file())
+
+
+def clip_frames(path: Path, start_s: float, end_s: float | None, fps: float = SAMPLE_FPS) -> list[np.ndarray]:
+    """Frames of a clip's window, one per 1/fps s of media time (the monitor's sampling)."""
+    out, next_t = [], start_s
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            t = float(frame.time or 0.0)
+            if end_s is not None and t > end_s:
+                break
+            if t >= next_t:
+                out.append(frame.to_ndarray(format="rgb24"))
+                next_t = t + 1.0 / fps
+    return out
+
+
+def evenly(frames: list, n: int) -> list:
+    if len(frames) <= n:
+        return list(frames)
+    return [frames[i] for i in np.linspace(0, len(frames) - 1, n).round().astype(int)]
+
+
+def report_predictor(prog: str, data: Path, weights: str | None):
+    """The predictor a val report command runs (float32, as the shipping rule runs it), or None
+    after one line on stderr saying why not (no data folder here, weights that do not load)."""
+    if not data.is_dir():
+        print(f"{prog}: error: {data}: no such folder (the val footage is not on this machine)", file=sys.stderr)
+        return None
+    try:
+        return load_predictor(weights, "auto", "float32")
+    except (CheckpointError, OSError, ValueError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return None
+
+
+def write_report(out: Path | None, stem: str, report: dict, text: str) -> None:
+    """`stem`.json and `stem`.md into `out` (when given); the markdown to stdout."""
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{stem}.json").write_text(json.dumps(report, indent=1))
+        (out / f"{stem}.md").write_text(text)
+    print(text, end="")
 
 
 def is_image(path: Path) -> bool:

@@ -95,6 +95,7 @@ class TrainConfig:
     nss_weight: float = 0.2
     directional_weight: float = 0.5  # presence from the directional-energy pathway alone (deep supervision)
     scale_ratios: bool = True  # directional energies also as fine/coarse ratios (model.network.DirectionalEnergy)
+    patch_shapes: bool = False  # and each patch's own directional shape, averaged over patches (same class)
     scene_shading: float = 0.4  # share of clean content shaded by its own relief (training.dataset.scene_shading)
     severity_skew: float = 1.7  # > 1: more training distortions at the faint end (training.dataset.draw_severity)
     # [low, high]: each smoky sample's faintest opacity drawn between them, so that smoke thinner than
@@ -320,7 +321,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         step, best = int(state["step"]), float(state["best_score"])
         log.info("resuming %s at step %d (best score %.4f)", out / "last.pt", step, best)
     else:
-        model = create_model(cfg.model, cfg.tasks, scale_ratios=cfg.scale_ratios,
+        model = create_model(cfg.model, cfg.tasks, scale_ratios=cfg.scale_ratios, patch_shapes=cfg.patch_shapes,
                              input_cfg=InputConfig(placement=cfg.placement), patch_aux=len(cfg.patch_tasks) if cfg.patch_route == "own" else None).train()
         model.nss_mean, model.nss_std = nss_statistics(train_contents, cfg, model.input_cfg)
     model = model.to(device, memory_format=torch.channels_last)

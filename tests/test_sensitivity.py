@@ -1,0 +1,48 @@
+"""What the model calls of each generator, level by level, on clear real views (training/sensitivity.py)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, surgical
+from model.tasks import NUM_LEVELS
+from training.distortions import create_distortion
+
+
+def test_every_generator_of_every_distortion_is_drawn_at_every_level_on_the_clear_val_frames(tmp_path, tiny_weights):
+    data = surgical("val_smoke").parent
+    r = subprocess.run([sys.executable, "-m", "training.sensitivity", "--weights", str(tiny_weights), "--data", str(data),
+                        "--frames", "1", "--out", str(tmp_path), "-q"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "sensitivity.json").read_text())
+    # One frame of each clean val item: the two clear openings, the clean twins, the two Cholec80 clips' clear ends.
+    assert report["frames"] == 5
+    tasks = ("noise", "smoke", "uneven_illumination", "defocus_blur", "motion_blur")
+    expected = {(t, g, lv) for t in tasks for g in create_distortion(t).allowed for lv in range(1, NUM_LEVELS + 1)}
+    assert {(row["distortion"], row["generator"], row["level"]) for row in report["rows"]} == expected
+    for row in report["rows"]:
+        assert 0.0 <= row["called"] <= 1.0 and set(row["others"]) == set(tasks) - {row["distortion"]}
+        assert row["other"] >= max(row["others"].values())  # any other alarm covers each one
+    text = (tmp_path / "sensitivity.md").read_text()
+    assert "## motion_blur" in text and "| zoom |" in text and r.stdout == text
+
+
+def test_the_shipped_weights_call_strong_noise_and_smoke_and_leave_clear_frames_alone(scene_frame):
+    from model import load_predictor
+    from training.scene import ProceduralScene
+    from training.sensitivity import measure
+    other = ProceduralScene(7, (854, 480), circular_fov=False).frame_at(2.0)
+    report = measure(load_predictor(device="cpu"), [scene_frame, other])
+    assert report["frames"] == 2 and report["clear_alarmed"] == 0.0
+    strong = {(r["distortion"], r["generator"]): r["called"] for r in report["rows"] if r["level"] == NUM_LEVELS}
+    assert all(called == 1.0 for (task, _), called in strong.items() if task == "noise")
+    assert sum(called for (task, _), called in strong.items() if task == "smoke") / len(create_distortion("smoke").allowed) >= 0.75
+
+
+@pytest.mark.parametrize("args, message", [(["--data", "{tmp}/none"], "no such folder"),
+                                           (["--frames", "0"], "--frames must be at least 1")])
+def test_sensitivity_refuses_bad_input_in_one_line(tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "training.sensitivity", *(a.format(tmp=tmp_path) for a in args)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,117 @@
+"""Which generators does the model call, and from which level, on real surgery? Every generator of
+every distortion drawn at each level on the clear frames of the val footage, with the share of
+frames on which the run's decision calls that distortion, and the share on which it calls
+another one instead or as well.
+
+The synthetic test mixes generators, levels, distortions and scenes in every clip, so a weak
+generator hides in its averages; here each generator is asked alone, on real views: the clear
+frames of every clean val item (clear seconds of the smoke clips, the clean twins of the
+added-smoke pairs), a few of each. A generator the model misses at level 2 or 3 on real views is
+a blind spot of the model, whatever the test set says; one that raises other alarms is confused
+with them. Only val is read (eval is never used here). The model decides as the monitor does at
+its fitted operating points, in float32 as the shipping rule runs it.
+
+    python -m training.sensitivity [--weights W] [--data ../shared/data/surgical] [--frames 4] [--out reports/sensitivity]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from model.tasks import NUM_LEVELS, level_to_severity
+from training.distortions import create_distortion
+from training.realcheck import (DEFAULT_DATA, clip_frames, evenly, expand, is_image, items, load_still,
+                                report_predictor, write_report)
+from training.realworld import flagged
+
+
+def clear_frames(data: Path, per_item: int) -> list[np.ndarray]:
+    """`per_item` frames, evenly spread, of every clean val item (stills or a clip's window)."""
+    frames = []
+    for item in items("val"):
+        if not item.clean:
+            continue
+        files = expand(item, data)
+        if files and is_image(files[0]):
+            frames += [load_still(item, p) for p in evenly(files, per_item)]
+        elif files:
+            frames += evenly(clip_frames(files[0], item.start_s, item.end_s), per_item)
+    return frames
+
+
+def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool = False) -> dict:
+    """Per distortion, generator and level: the share of `frames` (drawn on, each with its own
+    parameters) on which the decision calls that distortion (`called`) and any other (`other`)."""
+    tasks = list(predictor.tasks)
+    clear = flagged(predictor, frames)
+    report = {"frames": len(frames), "clear_alarmed": float(clear.any(axis=1).mean()), "rows": []}
+    rng = np.random.default_rng(seed)
+    plan = [(task, g) for task in tasks for g in create_distortion(task).allowed]
+    for task, generator in tqdm(plan, desc="generators", unit="generator", disable=not progress):
+        distortion, j = create_distortion(task, (generator,)), tasks.index(task)
+        others = [k for k in range(len(tasks)) if k != j]
+        for level in range(1, NUM_LEVELS + 1):
+            made = [distortion.apply(f, level_to_severity(level), distortion.sample_params(rng)) for f in frames]
+            alarms = flagged(predictor, made)
+            report["rows"].append({"distortion": task, "generator": generator, "level": level,
+                                   "called": float(alarms[:, j].mean()),
+                                   "other": float(alarms[:, others].any(axis=1).mean()),
+                                   "others": {tasks[k]: float(alarms[:, k].mean()) for k in others}})
+    return report
+
+
+def cell(row: dict) -> str:
+    """"called / other", naming the other distortion called most where one is."""
+    text = f"{row['called']:.0%} / {row['other']:.0%}"
+    if row["other"] > 0:
+        text += f" {max(row['others'], key=row['others'].get)}"
+    return text
+
+
+def markdown(report: dict) -> str:
+    lines = ["# What the model calls of each generator on real views (val only)", "",
+             f"Weights `{report['weights']}`; {report['frames']} clear val frames, of which "
+             f"{report['clear_alarmed']:.1%} raise an alarm as they are. Each cell: the share of the frames, with "
+             "that generator drawn at that level, on which the distortion is called / on which another "
+             "distortion is called (the one called most named).", ""]
+    for task in dict.fromkeys(r["distortion"] for r in report["rows"]):
+        rows = [r for r in report["rows"] if r["distortion"] == task]
+        lines += [f"## {task}", "", "| generator | " + " | ".join(f"level {lv}" for lv in range(1, NUM_LEVELS + 1)) + " |",
+                  "|---" * (NUM_LEVELS + 1) + "|"]
+        for g in dict.fromkeys(r["generator"] for r in rows):
+            cells = [cell(r) for r in rows if r["generator"] == g]
+            lines.append(f"| {g} | " + " | ".join(cells) + " |")
+        means = [np.mean([r["called"] for r in rows if r["level"] == lv]) for lv in range(1, NUM_LEVELS + 1)]
+        lines += ["| mean called | " + " | ".join(f"{m:.0%}" for m in means) + " |", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.sensitivity", description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", help="checkpoint (default: the shipped weights)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared surgical data folder")
+    ap.add_argument("--frames", type=int, default=4, help="clear frames taken from each clean val item (default 4)")
+    ap.add_argument("--out", type=Path, help="write sensitivity.json and sensitivity.md into this folder")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    if args.frames < 1:
+        print(f"sensitivity: error: --frames must be at least 1, got {args.frames}", file=sys.stderr)
+        return 2
+    predictor = report_predictor("sensitivity", args.data, args.weights)
+    if predictor is None:
+        return 2
+    frames = clear_frames(args.data, args.frames)
+    if not frames:
+        print(f"sensitivity: error: {args.data}: no clean val footage found", file=sys.stderr)
+        return 2
+    report = {"data": str(args.data), "weights": args.weights or f"{predictor.name} (shipped)",
+              **measure(predictor, frames, progress=not args.quiet)}
+    write_report(args.out, "sensitivity", report, markdown(report))
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())

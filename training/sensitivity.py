@@ -5,8 +5,8 @@ another one instead or as well.
 
 The synthetic test mixes generators, levels, distortions and scenes in every clip, so a weak
 generator hides in its averages; here each generator is asked alone, on real views: the clear
-frames of every clean val item (clear seconds of the smoke clips, the clean twins of the
-added-smoke pairs), a few of each. A generator the model misses at level 2 or 3 on real views is
+frames of every clean val item (the clear seconds of the smoke_builds and Cholec80 clips, the
+clean twins of the added-smoke pairs), a few of each. A generator the model misses at level 2 or 3 on real views is
 a blind spot of the model, whatever the test set says; one that raises other alarms is confused
 with them. Only val is read (eval is never used here). The model decides as the monitor does at
 its fitted operating points, in float32 as the shipping rule runs it.

@@ -1,3 +1,4 @@
+import cv2
 import pytest
 import numpy as np
 import torch
@@ -6,7 +7,7 @@ from model.preprocess import InputConfig
 from model.tasks import DEFAULT_TASKS
 from model.preprocess import extract
 from training.dataset import (MIN_SEVERITY, SynthPatchDataset, draw_severity, h264_roundtrip, patch_effects,
-                              patch_targets, scene_shading, scope_falloff, smaller_picture)
+                              patch_targets, scene_shading, scope_falloff, smaller_picture, soft_capture)
 from training.distortions import create_distortion
 from training.nss import NUM_FEATURES
 from training.scene import ProceduralScene
@@ -115,6 +116,25 @@ def test_smaller_pictures_shrink_the_view_to_a_low_resolution_frame_and_keep_its
                                      p_small=1.0, length=8))
     assert all(s["patches"].shape == (8, 64, 64, 3) for s in samples)
     assert any(s["presence"].sum() == 0 for s in samples) and any(s["presence"].sum() > 0 for s in samples)
+
+
+def test_a_soft_capture_is_softer_than_the_frame_and_sharper_than_defocus_level_1(content_frame):
+    """A web capture is soft at its own size, and labelled clean: it must stay on the clean side of
+    the faintest defocus the model is taught, or the two labels would overlap."""
+    from model.tasks import level_to_severity
+
+    def detail(x):
+        return float(cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var())
+
+    rng = np.random.default_rng(0)
+    softest = soft_capture(content_frame, rng, (0.55, 0.55))
+    assert softest.shape == content_frame.shape and softest.dtype == np.uint8
+    defocus = create_distortion("defocus_blur", ("gaussian",))
+    faintest = defocus.apply(content_frame, level_to_severity(1), defocus.sample_params(rng))
+    assert detail(faintest) < detail(softest) < 0.8 * detail(content_frame)
+    samples = list(SynthPatchDataset([ProceduralScene(1, (640, 360))], DEFAULT_TASKS, InputConfig(), seed=2,
+                                     p_soft=1.0, length=8))
+    assert any(s["presence"].sum() == 0 for s in samples)  # soft clean samples stay clean
 
 
 def test_patch_effects_measure_the_change_inside_each_patch():

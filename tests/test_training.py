@@ -184,6 +184,7 @@ def test_weight_average_lags_the_weights_and_starts_close_to_them():
     ('{"patch_tasks": ["smoke"], "patch_head": "neck"}', "patch_head must be presence or own"),
     ('{"smoke_floor": [0.08, 0.02]}', "smoke_floor must be [low, high] with 0 < low <= high < 0.9"),
     ('{"smoke_floor": [0.0, 0.05]}', "smoke_floor must be [low, high]"),
+    ('{"soft_capture": 1.5}', "soft_capture must be in [0, 1]"),
 ])
 def test_a_settings_file_with_a_bad_setting_is_one_line(tmp_path, settings, message):
     config = tmp_path / "train.json"

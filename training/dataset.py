@@ -27,6 +27,9 @@ from training.quality import fr_quality
 
 MIN_SEVERITY = 0.06  # below this a distortion is too faint to be labelled present
 SMALL_SHORT_SIDES = (192, 300)  # short sides of `smaller_picture` (feeds are analysed at 360 at most)
+# Scale of the lower-resolution picture a `soft_capture` is made from: 0.45 is as soft as defocus
+# level 1 on a real train frame (Laplacian variance 28 against 25), so the range stops above it.
+SOFT_CAPTURE_SCALES = (0.55, 0.8)
 # Per-patch targets ramp from 0 to 1 as a patch's mean change by the distortion alone goes over this
 # range (fractions of full scale): low enough that the faintest labelled haze marks nearly every
 # patch, high enough that the clear air beside a local cloud or column marks none (both tested).
@@ -91,6 +94,17 @@ def smaller_picture(frame: np.ndarray, rng: np.random.Generator, short_sides=SMA
     return cv2.resize(frame, (round(w * k / 2) * 2, round(h * k / 2) * 2), interpolation=cv2.INTER_AREA)
 
 
+def soft_capture(frame: np.ndarray, rng: np.random.Generator, scales=SOFT_CAPTURE_SCALES) -> np.ndarray:
+    """The same view recorded at a lower resolution and shown at this one (a web or screen capture,
+    an SD feed on an HD recorder, a digital zoom): softer than the sensor allows, and normal
+    footage, not a defocus. The val smoke_builds clips open this way, and a model that sees blur
+    per patch called them defocused (reports/ablation/README.md, `patch_shapes`)."""
+    h, w = frame.shape[:2]
+    k = float(rng.uniform(*scales))
+    small = cv2.resize(frame, (max(16, round(w * k)), max(16, round(h * k))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR)
+
+
 def h264_roundtrip(frame: np.ndarray, crf: int) -> np.ndarray:
     """`frame` (even width and height) coded as one H.264 intra frame (libx264, yuv420p) and decoded."""
     h, w = frame.shape[:2]
@@ -110,7 +124,7 @@ class SynthPatchDataset(IterableDataset):
                  length: int | None = None, p_crop: float = 0.3, p_small: float = 0.0, nuisances: Nuisances = Nuisances(),
                  generators: dict[str, tuple[str, ...]] | None = None, patch_tasks: tuple[str, ...] = (),
                  degraded: list[tuple[Content, str]] = (), p_degraded: float = 0.0,
-                 smoke_floor: tuple[float, float] | None = None):
+                 smoke_floor: tuple[float, float] | None = None, p_soft: float = 0.0):
         if not contents:
             raise ValueError("no content to synthesise from")
         if p_degraded > 0 and not degraded:
@@ -122,6 +136,7 @@ class SynthPatchDataset(IterableDataset):
         self.seed, self.p_clean, self.p_single, self.length = seed, p_clean, p_single, length
         self.p_shading, self.severity_skew = p_shading, severity_skew
         self.p_crop, self.p_small, self.nuisances, self.generators = p_crop, p_small, nuisances, generators
+        self.p_soft = p_soft
         unknown = set(patch_tasks) - set(self.tasks)
         if unknown:
             raise ValueError(f"patch_tasks {', '.join(sorted(unknown))} not among the tasks {', '.join(self.tasks)}")
@@ -160,6 +175,8 @@ class SynthPatchDataset(IterableDataset):
             frame = frame[y:y + ch, x:x + cw]
         if rng.random() < self.p_small:
             frame = smaller_picture(frame, rng)
+        if self.p_soft > 0 and rng.random() < self.p_soft:
+            frame = soft_capture(frame, rng)
         frame = np.ascontiguousarray(frame)
         field = np.ones(frame.shape[:2], np.float32)
         if rng.random() < 0.5:

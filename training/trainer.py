@@ -69,6 +69,9 @@ class TrainConfig:
     # Share of clean frames shown as a smaller picture (192-300 px short side: a low-resolution camera,
     # a downscaled recording) before they are distorted (training.dataset.smaller_picture).
     small_frames: float = 0.0
+    # Share of clean frames shown as a lower-resolution recording scaled up (a web capture: soft, and
+    # labelled clean; training.dataset.soft_capture).
+    soft_capture: float = 0.0
     placement: str = "mixed"  # where the model's patches go (model.preprocess.InputConfig.placement)
     nuisances: float = 1.0  # how often clean content carries the nuisances of normal surgery (training.nuisances)
     # Generators each distortion may draw (training.distortions); empty: all. A leave-one-generator-out
@@ -293,6 +296,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         raise ValueError(f"patch_head must be presence or own, got {cfg.patch_head!r}")
     if cfg.smoke_floor is not None and not (len(cfg.smoke_floor) == 2 and 0.0 < cfg.smoke_floor[0] <= cfg.smoke_floor[1] < 0.9):
         raise ValueError(f"smoke_floor must be [low, high] with 0 < low <= high < 0.9, got {cfg.smoke_floor}")
+    if not 0.0 <= cfg.soft_capture <= 1.0:
+        raise ValueError(f"soft_capture must be in [0, 1], got {cfg.soft_capture}")
     if not 0.0 <= cfg.real_degraded < 1.0:
         raise ValueError(f"real_degraded must be in [0, 1), got {cfg.real_degraded}")
     for name, gens in cfg.generator_choice().items():
@@ -336,13 +341,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         average.load_state_dict(state["average"])
 
     # One validation set for every training seed, so that runs of different seeds compare; its
-    # severities stay uniform and its smoke at the default floor (fixed_batches), so runs of different
-    # severity_skew or smoke_floor compare too.
+    # severities stay uniform, its smoke at the default floor and its pictures at their own sharpness
+    # (fixed_batches), so runs of different severity_skew, smoke_floor or soft_capture compare too.
     val = fixed_batches(val_contents, cfg, model.input_cfg, seed=VAL_SEED)
     # The stream's seed includes the step, so a resumed run continues with fresh samples.
     degraded = [(c, source.present) for source, c in open_degraded((640, 360), cfg.seed)] if cfg.real_degraded else []
     stream = cfg.dataset(train_contents, model.input_cfg, cfg.seed * 1_000_003 + step, severity_skew=cfg.severity_skew,
-                         smoke_floor=cfg.smoke_floor, degraded=degraded, p_degraded=cfg.real_degraded)
+                         smoke_floor=cfg.smoke_floor, p_soft=cfg.soft_capture, degraded=degraded, p_degraded=cfg.real_degraded)
     loader = iter(DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,
                              persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None,
                              pin_memory=device.type == "cuda"))

@@ -163,35 +163,33 @@ class DirectionalEnergy(nn.Module):
 
     def _pooled(self, energy: torch.Tensor) -> torch.Tensor:
         spread = (energy.mean(-1) + 1e-8).log().std(1, unbiased=False)
-        profile = (energy.sum(1) + 1e-8).log()  # (B, profiles, angles)
+        level, shape, deviation, ratio_shape, ratio_mean = self._shapes((energy.sum(1) + 1e-8).log())
+        out = [shape, level, spread, deviation]
+        if self.scale_ratios:
+            out += [ratio_shape, ratio_mean]
+        if self.patch_shapes:
+            b, k = energy.shape[:2]
+            _, shape, deviation, ratio_shape, _ = self._shapes((energy.flatten(0, 1) + 1e-8).log())
+            own = [shape, deviation] + ([ratio_shape] if self.scale_ratios else [])
+            out.append(torch.cat(own, 1).view(b, k, -1).mean(1))  # each patch turned to its own direction
+        return torch.cat(out, 1)
+
+    def _shapes(self, profile: torch.Tensor):
+        """(N, profiles, angles) log energies -> their level (N, profiles), aligned shape, largest
+        deviation from the level and, with `scale_ratios`, the ratio profiles' aligned shape and mean
+        (else None, None)."""
         level = profile.mean(-1, keepdim=True)
         rel = profile - level
         # The reference direction comes from the lags of 2 px and more, where the bilinear taps of
         # the lag-1 kernels matter least.
-        out = [self._aligned_shape(rel, rel[:, 1:].sum(1)), level.squeeze(-1), spread, rel.abs().amax(-1)]
-        if self.scale_ratios:
-            ratio = profile[:, :-1] - profile[:, -1:]  # (B, profiles - 1, angles): each lag against 8 px
-            mean = ratio.mean(-1, keepdim=True)
-            rel_ratio = ratio - mean
-            out += [self._ratio_shape(rel_ratio), mean.squeeze(-1)]
-        if self.patch_shapes:
-            out.append(self._patch_shapes(energy))
-        return torch.cat(out, 1)
-
-    def _ratio_shape(self, rel_ratio: torch.Tensor) -> torch.Tensor:
-        return self._aligned_shape(rel_ratio, rel_ratio[:, [1, 2, self.profiles - 2]].sum(1))
-
-    def _patch_shapes(self, energy: torch.Tensor) -> torch.Tensor:
-        """(B, K, profiles, angles) -> (B, features): each patch's aligned shapes and largest
-        deviation, each patch turned to its own reference direction, then averaged over patches."""
-        b, k = energy.shape[:2]
-        profile = (energy.flatten(0, 1) + 1e-8).log()
-        rel = profile - profile.mean(-1, keepdim=True)
-        out = [self._aligned_shape(rel, rel[:, 1:].sum(1)), rel.abs().amax(-1)]
-        if self.scale_ratios:
-            ratio = profile[:, :-1] - profile[:, -1:]
-            out.append(self._ratio_shape(ratio - ratio.mean(-1, keepdim=True)))
-        return torch.cat(out, 1).view(b, k, -1).mean(1)
+        shape, deviation = self._aligned_shape(rel, rel[:, 1:].sum(1)), rel.abs().amax(-1)
+        if not self.scale_ratios:
+            return level.squeeze(-1), shape, deviation, None, None
+        ratio = profile[:, :-1] - profile[:, -1:]  # (N, profiles - 1, angles): each lag against 8 px
+        mean = ratio.mean(-1, keepdim=True)
+        rel_ratio = ratio - mean
+        ratio_shape = self._aligned_shape(rel_ratio, rel_ratio[:, [1, 2, self.profiles - 2]].sum(1))
+        return level.squeeze(-1), shape, deviation, ratio_shape, mean.squeeze(-1)
 
     def _aligned_shape(self, rel: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """(B, n, angles) profiles turned so that the least angle of `reference` (B, angles) comes

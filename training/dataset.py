@@ -27,8 +27,8 @@ from training.quality import fr_quality
 
 MIN_SEVERITY = 0.06  # below this a distortion is too faint to be labelled present
 SMALL_SHORT_SIDES = (192, 300)  # short sides of `smaller_picture` (feeds are analysed at 360 at most)
-# Scale of the lower-resolution picture a `soft_capture` is made from: 0.45 is as soft as defocus
-# level 1 on a real train frame (Laplacian variance 28 against 25), so the range stops above it.
+# Scale of the lower-resolution picture a `soft_capture` is made from: much below 0.55 a soft
+# capture is as soft as defocus level 1, which must stay the softer (tests/test_dataset.py).
 SOFT_CAPTURE_SCALES = (0.55, 0.8)
 # Per-patch targets ramp from 0 to 1 as a patch's mean change by the distortion alone goes over this
 # range (fractions of full scale): low enough that the faintest labelled haze marks nearly every
@@ -175,7 +175,7 @@ class SynthPatchDataset(IterableDataset):
             frame = frame[y:y + ch, x:x + cw]
         if rng.random() < self.p_small:
             frame = smaller_picture(frame, rng)
-        if self.p_soft > 0 and rng.random() < self.p_soft:
+        if self.p_soft > 0 and rng.random() < self.p_soft:  # off, the stream draws as it did before the setting
             frame = soft_capture(frame, rng)
         frame = np.ascontiguousarray(frame)
         field = np.ones(frame.shape[:2], np.float32)

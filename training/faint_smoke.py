@@ -156,5 +156,6 @@ def main(argv=None) -> int:
     write_report(args.out, "faint_smoke", report, markdown(report))
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -135,6 +135,8 @@ def test_a_soft_capture_is_softer_than_the_frame_and_sharper_than_defocus_level_
     samples = list(SynthPatchDataset([ProceduralScene(1, (640, 360))], DEFAULT_TASKS, InputConfig(), seed=2,
                                      p_soft=1.0, length=8))
     assert any(s["presence"].sum() == 0 for s in samples)  # soft clean samples stay clean
+    # The softness is the reference's own, not a distortion: a soft clean sample keeps full quality.
+    assert all(float(s["quality"]) == 100.0 for s in samples if s["presence"].sum() == 0)
 
 
 def test_patch_effects_measure_the_change_inside_each_patch():

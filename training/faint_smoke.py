@@ -11,7 +11,12 @@ the same view:
   clip; the clean twin of an added-smoke pair) — its median lift and the share of its frames on
   which the model calls smoke;
 * synthetic: every smoke generator of the recipe at each level, drawn on those same clear frames —
-  the median lift and the share called.
+  the median lift and the share called;
+* separability: for each real item, how well the model's smoke score, and the dark channel alone,
+  rank its frames above every clear val frame of every view (ROC AUC). A monitor has no clear frame
+  of the same view to compare with, only a threshold that keeps all clear views quiet: an item the
+  model misses with a high AUC is missed by its threshold, one near 0.5 is not told from other
+  clear views by any threshold on that measure.
 
 Only val is read (eval is never used here). The model decides as the monitor does at its fitted
 operating point, in float32 as the shipping rule runs it.
@@ -30,6 +35,7 @@ import numpy as np
 
 from model.tasks import NUM_LEVELS, level_to_severity
 from training.distortions import create_distortion, field_of_view
+from training.metrics import roc_auc
 from training.realcheck import DEFAULT_DATA, clip_frames, evenly, expand, items, load_still, report_predictor, write_report
 from training.realworld import flagged
 
@@ -89,6 +95,12 @@ def smoke_called(predictor, frames: list[np.ndarray]) -> float:
     return float(flagged(predictor, frames)[:, list(predictor.tasks).index("smoke")].mean())
 
 
+def smoke_scores(predictor, frames: list[np.ndarray], batch: int = 16) -> np.ndarray:
+    """The model's smoke probability of each frame."""
+    return np.array([p.probabilities["smoke"] for i in range(0, len(frames), batch)
+                     for p in predictor.predict(frames[i:i + batch])])
+
+
 def dark_means(frames: list[np.ndarray]) -> np.ndarray:
     return np.array([dark_channel_mean(f) for f in frames])
 
@@ -97,12 +109,17 @@ def run(predictor, data: Path, seed: int = 0) -> dict:
     views = val_views(data)
     report = {"data": str(data), "weights": predictor.name, "measure": f"mean dark channel rise, {DARK_WINDOW} px "
               f"window at {MEASURE_SHORT_SIDE} px", "real": [], "synthetic": []}
+    every_clear = [f for v in views for f in v.clear]
+    report["clear_frames"] = len(every_clear)
+    clear_scores, clear_dark = smoke_scores(predictor, every_clear), dark_means(every_clear)
     bases = []
     for v in views:
-        clear = dark_means(v.clear)
-        lift = dark_means(v.smoky) - (clear if v.pairs else float(np.median(clear)))
+        clear, smoky = dark_means(v.clear), dark_means(v.smoky)
+        lift = smoky - (clear if v.pairs else float(np.median(clear)))
         report["real"].append({"item": v.name, "frames": len(v.smoky), "lift_median": float(np.median(lift)),
-                               "called": smoke_called(predictor, v.smoky)})
+                               "called": smoke_called(predictor, v.smoky),
+                               "auc_score": roc_auc(clear_scores, smoke_scores(predictor, v.smoky)),
+                               "auc_dark": roc_auc(clear_dark, smoky)})
         bases += evenly(v.clear, CLEAR_FRAMES)
     base_dark = dark_means(bases)
     smoke = create_distortion("smoke")
@@ -127,10 +144,13 @@ def run(predictor, data: Path, seed: int = 0) -> dict:
 def markdown(report: dict) -> str:
     lines = ["# How faint is the real smoke? (val only)", "",
              f"Weights `{report['weights']}`; haze lift = {report['measure']}, against clear frames of the same "
-             "view; called = share of frames on which the model calls smoke.", "",
-             "| real val smoke | frames | lift (median) | called |", "|---|---|---|---|"]
+             "view; called = share of frames on which the model calls smoke; AUC = how well the measure ranks "
+             f"the item's frames above all {report['clear_frames']} clear val frames of every view (0.5: not at all).", "",
+             "| real val smoke | frames | lift (median) | called | AUC, model's smoke score | AUC, dark channel |",
+             "|---|---|---|---|---|---|"]
     for r in report["real"]:
-        lines.append(f"| `{r['item']}` | {r['frames']} | {r['lift_median']:.3f} | {r['called']:.1%} |")
+        lines.append(f"| `{r['item']}` | {r['frames']} | {r['lift_median']:.3f} | {r['called']:.1%} "
+                     f"| {r['auc_score']:.2f} | {r['auc_dark']:.2f} |")
     lines += ["", "The recipe's smoke generators drawn on those views' clear frames:", "",
               "| level | lift (median over generators) | called (mean over generators) |", "|---|---|---|"]
     for r in report["synthetic_by_level"]:

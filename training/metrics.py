@@ -80,6 +80,16 @@ def rankdata(x: np.ndarray) -> np.ndarray:
     return (sums / counts)[inv]
 
 
+def roc_auc(negatives, positives) -> float:
+    """Area under the ROC curve: the chance that a positive scores above a negative (ties count
+    half), by the Mann-Whitney rank sum; 0.5 is no separation."""
+    neg, pos = np.asarray(negatives, float), np.asarray(positives, float)
+    if not len(neg) or not len(pos):
+        return float("nan")
+    ranks = rankdata(np.concatenate([neg, pos]))[len(neg):]
+    return float((ranks.sum() - len(pos) * (len(pos) + 1) / 2) / (len(neg) * len(pos)))
+
+
 def plcc(a, b) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2 or a.std() == 0 or b.std() == 0:

@@ -24,8 +24,11 @@ def test_every_generator_of_every_distortion_is_drawn_at_every_level_on_the_clea
     for row in report["rows"]:
         assert 0.0 <= row["called"] <= 1.0 and set(row["others"]) == set(tasks) - {row["distortion"]}
         assert row["other"] >= max(row["others"].values())  # any other alarm covers each one
+        assert 0.0 <= row["quality"] <= 100.0
+    assert {(q["distortion"], q["generator"]) for q in report["quality_srocc"]} == {(t, g) for t, g, _ in expected}
+    assert all(-1.0 <= q["srocc"] <= 1.0 for q in report["quality_srocc"])
     text = (tmp_path / "sensitivity.md").read_text()
-    assert "## motion_blur" in text and "| zoom |" in text and r.stdout == text
+    assert "## motion_blur" in text and "| zoom |" in text and "## quality" in text and r.stdout == text
 
 
 def test_the_shipped_weights_call_strong_noise_and_smoke_and_leave_clear_frames_alone(scene_frame):
@@ -38,6 +41,11 @@ def test_the_shipped_weights_call_strong_noise_and_smoke_and_leave_clear_frames_
     strong = {(r["distortion"], r["generator"]): r["called"] for r in report["rows"] if r["level"] == NUM_LEVELS}
     assert all(called == 1.0 for (task, _), called in strong.items() if task == "noise")
     assert sum(called for (task, _), called in strong.items() if task == "smoke") / len(create_distortion("smoke").allowed) >= 0.75
+    # Strong noise is rated far below the clear frames, and its quality falls with the level.
+    noise = {q["generator"]: q["srocc"] for q in report["quality_srocc"] if q["distortion"] == "noise"}
+    assert min(noise.values()) > 0.5, noise
+    assert max(r["quality"] for r in report["rows"] if r["distortion"] == "noise" and r["level"] == NUM_LEVELS) \
+        < report["clear_quality"] - 20
 
 
 @pytest.mark.parametrize("args, message", [(["--data", "{tmp}/none"], "no such folder"),

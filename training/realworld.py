@@ -35,13 +35,19 @@ def video_frames(path: Path, start_s: float = 0.0, every: int = 1) -> list[np.nd
     return out
 
 
-def flagged(predictor, frames, batch: int = 16) -> np.ndarray:
-    """(frames, tasks) booleans: the run's decision on each frame."""
-    rows = []
+def judged(predictor, frames, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, tasks) booleans, the run's decision on each frame, and each frame's quality."""
+    rows, quality = [], []
     for i in range(0, len(frames), batch):
         for p in predictor.predict(frames[i:i + batch]):
             rows.append([DECISION.present(t, p.probabilities[t]) for t in predictor.tasks])
-    return np.array(rows, bool)
+            quality.append(p.quality)
+    return np.array(rows, bool).reshape(len(rows), len(predictor.tasks)), np.array(quality, float)
+
+
+def flagged(predictor, frames, batch: int = 16) -> np.ndarray:
+    """(frames, tasks) booleans: the run's decision on each frame."""
+    return judged(predictor, frames, batch)[0]
 
 
 def run(predictor, data: Path) -> dict:

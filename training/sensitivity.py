@@ -11,6 +11,13 @@ a blind spot of the model, whatever the test set says; one that raises other ala
 with them. Only val is read (eval is never used here). The model decides as the monitor does at
 its fitted operating points, in float32 as the shipping rule runs it.
 
+The same draws also say whether the quality score follows each generator: its mean at each level
+beside the mean of its training target (training.quality: SSIM against the clear frame), and its
+rank correlation with the level (SROCC, the clear frames counted as level 0; 1 when quality falls
+with every step); and, pooled over every draw, its SROCC against the target, the quality figure of
+the synthetic test asked on real views. A score that stays high where its target falls is a head
+that does not generalise; one that stays high with its target is what the target teaches.
+
     python -m training.sensitivity [--weights W] [--data ../shared/data/surgical] [--frames 4] [--out reports/sensitivity]
 """
 from __future__ import annotations
@@ -24,9 +31,11 @@ from tqdm import tqdm
 
 from model.tasks import NUM_LEVELS, level_to_severity
 from training.distortions import create_distortion
+from training.metrics import srocc
+from training.quality import fr_quality
 from training.realcheck import (DEFAULT_DATA, clip_frames, evenly, expand, is_image, items, load_still,
                                 report_predictor, write_report)
-from training.realworld import flagged
+from training.realworld import judged
 
 
 def clear_frames(data: Path, per_item: int) -> list[np.ndarray]:
@@ -45,22 +54,37 @@ def clear_frames(data: Path, per_item: int) -> list[np.ndarray]:
 
 def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool = False) -> dict:
     """Per distortion, generator and level: the share of `frames` (drawn on, each with its own
-    parameters) on which the decision calls that distortion (`called`) and any other (`other`)."""
+    parameters) on which the decision calls that distortion (`called`) and any other (`other`),
+    and the mean quality (`quality`) and its target (`target`); per generator, the quality's SROCC
+    against the level; over every draw, its SROCC against the target (`quality_target_srocc`)."""
     tasks = list(predictor.tasks)
-    clear = flagged(predictor, frames)
-    report = {"frames": len(frames), "clear_alarmed": float(clear.any(axis=1).mean()), "rows": []}
+    clear, clear_quality = judged(predictor, frames)
+    report = {"frames": len(frames), "clear_alarmed": float(clear.any(axis=1).mean()),
+              "clear_quality": float(clear_quality.mean()), "rows": [], "quality_srocc": []}
+    pooled_quality, pooled_target = list(clear_quality), [100.0] * len(frames)
     rng = np.random.default_rng(seed)
     plan = [(task, g) for task in tasks for g in create_distortion(task).allowed]
     for task, generator in tqdm(plan, desc="generators", unit="generator", disable=not progress):
         distortion, j = create_distortion(task, (generator,)), tasks.index(task)
         others = [k for k in range(len(tasks)) if k != j]
+        levels, qualities = [0] * len(frames), list(clear_quality)
         for level in range(1, NUM_LEVELS + 1):
             made = [distortion.apply(f, level_to_severity(level), distortion.sample_params(rng)) for f in frames]
-            alarms = flagged(predictor, made)
+            alarms, quality = judged(predictor, made)
+            target = [fr_quality(f, m) for f, m in zip(frames, made)]
+            levels += [level] * len(frames)
+            qualities += list(quality)
+            pooled_quality += list(quality)
+            pooled_target += target
             report["rows"].append({"distortion": task, "generator": generator, "level": level,
                                    "called": float(alarms[:, j].mean()),
                                    "other": float(alarms[:, others].any(axis=1).mean()),
-                                   "others": {tasks[k]: float(alarms[:, k].mean()) for k in others}})
+                                   "others": {tasks[k]: float(alarms[:, k].mean()) for k in others},
+                                   "quality": float(quality.mean()), "target": float(np.mean(target))})
+        # Quality falls as the level rises: the correlation with the level, sign turned, is 1 then.
+        report["quality_srocc"].append({"distortion": task, "generator": generator,
+                                        "srocc": -srocc(levels, qualities)})
+    report["quality_target_srocc"] = srocc(pooled_quality, pooled_target)
     return report
 
 
@@ -87,7 +111,18 @@ def markdown(report: dict) -> str:
             lines.append(f"| {g} | " + " | ".join(cells) + " |")
         means = [np.mean([r["called"] for r in rows if r["level"] == lv]) for lv in range(1, NUM_LEVELS + 1)]
         lines += ["| mean called | " + " | ".join(f"{m:.0%}" for m in means) + " |", ""]
-    return "\n".join(lines)
+    lines += ["## quality", "", f"Mean quality score / mean training target (SSIM against the clear frame) at each level "
+              f"(the clear frames score {report['clear_quality']:.1f}, target 100), and the score's SROCC against "
+              "the level with the clear frames as level 0 (1: quality falls with every step). Over every draw, the "
+              f"score's SROCC against its target: {report['quality_target_srocc']:.3f}.", "",
+              "| distortion | generator | " + " | ".join(f"level {lv}" for lv in range(1, NUM_LEVELS + 1)) + " | SROCC |",
+              "|---" * (NUM_LEVELS + 3) + "|"]
+    for row in report["quality_srocc"]:
+        cells = [f"{r['quality']:.1f} / {r['target']:.1f}" for r in report["rows"]
+                 if r["distortion"] == row["distortion"] and r["generator"] == row["generator"]]
+        lines.append(f"| {row['distortion']} | {row['generator']} | " + " | ".join(cells)
+                     + f" | {row['srocc']:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:

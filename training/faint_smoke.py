@@ -37,7 +37,7 @@ from model.tasks import NUM_LEVELS, level_to_severity
 from training.distortions import create_distortion, field_of_view
 from training.metrics import roc_auc
 from training.realcheck import DEFAULT_DATA, clip_frames, evenly, expand, items, load_still, report_predictor, write_report
-from training.realworld import flagged
+from training.realworld import DECISION, predictions
 
 MEASURE_SHORT_SIDE = 256
 DARK_WINDOW = 15
@@ -90,15 +90,11 @@ def val_views(data: Path) -> list[View]:
     return views
 
 
-def smoke_called(predictor, frames: list[np.ndarray]) -> float:
-    """Share of `frames` on which the run's decision calls smoke."""
-    return float(flagged(predictor, frames)[:, list(predictor.tasks).index("smoke")].mean())
-
-
-def smoke_scores(predictor, frames: list[np.ndarray], batch: int = 16) -> np.ndarray:
-    """The model's smoke probability of each frame."""
-    return np.array([p.probabilities["smoke"] for i in range(0, len(frames), batch)
-                     for p in predictor.predict(frames[i:i + batch])])
+def smoke_read(predictor, frames: list[np.ndarray]) -> tuple[np.ndarray, float]:
+    """The model's smoke probability of each frame, and the share of frames on which the run's
+    decision calls smoke."""
+    scores = np.array([p.probabilities["smoke"] for p in predictions(predictor, frames)])
+    return scores, float(np.mean([DECISION.present("smoke", s) for s in scores]))
 
 
 def dark_means(frames: list[np.ndarray]) -> np.ndarray:
@@ -109,17 +105,18 @@ def run(predictor, data: Path, seed: int = 0) -> dict:
     views = val_views(data)
     report = {"data": str(data), "weights": predictor.name, "measure": f"mean dark channel rise, {DARK_WINDOW} px "
               f"window at {MEASURE_SHORT_SIDE} px", "real": [], "synthetic": []}
-    every_clear = [f for v in views for f in v.clear]
-    report["clear_frames"] = len(every_clear)
-    clear_scores, clear_dark = smoke_scores(predictor, every_clear), dark_means(every_clear)
+    clear_dark = [dark_means(v.clear) for v in views]
+    every_clear_dark = np.concatenate(clear_dark) if views else np.zeros(0)
+    clear_scores, _ = smoke_read(predictor, [f for v in views for f in v.clear])
+    report["clear_frames"] = len(clear_scores)
     bases = []
-    for v in views:
-        clear, smoky = dark_means(v.clear), dark_means(v.smoky)
+    for v, clear in zip(views, clear_dark):
+        smoky = dark_means(v.smoky)
         lift = smoky - (clear if v.pairs else float(np.median(clear)))
+        scores, called = smoke_read(predictor, v.smoky)
         report["real"].append({"item": v.name, "frames": len(v.smoky), "lift_median": float(np.median(lift)),
-                               "called": smoke_called(predictor, v.smoky),
-                               "auc_score": roc_auc(clear_scores, smoke_scores(predictor, v.smoky)),
-                               "auc_dark": roc_auc(clear_dark, smoky)})
+                               "called": called, "auc_score": roc_auc(clear_scores, scores),
+                               "auc_dark": roc_auc(every_clear_dark, smoky)})
         bases += evenly(v.clear, CLEAR_FRAMES)
     base_dark = dark_means(bases)
     smoke = create_distortion("smoke")
@@ -132,7 +129,7 @@ def run(predictor, data: Path, seed: int = 0) -> dict:
                 made.append(smoke.apply(base, level_to_severity(level), params))
             report["synthetic"].append({"generator": generator, "level": level, "frames": len(made),
                                         "lift_median": float(np.median(dark_means(made) - base_dark)),
-                                        "called": smoke_called(predictor, made)})
+                                        "called": smoke_read(predictor, made)[1]})
     report["synthetic_by_level"] = [
         {"level": level, "lift_median": float(np.median([r["lift_median"] for r in rows])),
          "called": float(np.mean([r["called"] for r in rows]))}

@@ -35,14 +35,16 @@ def video_frames(path: Path, start_s: float = 0.0, every: int = 1) -> list[np.nd
     return out
 
 
+def predictions(predictor, frames, batch: int = 16) -> list:
+    """The predictor's reading of each frame, `batch` frames a call."""
+    return [p for i in range(0, len(frames), batch) for p in predictor.predict(frames[i:i + batch])]
+
+
 def judged(predictor, frames, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """(frames, tasks) booleans, the run's decision on each frame, and each frame's quality."""
-    rows, quality = [], []
-    for i in range(0, len(frames), batch):
-        for p in predictor.predict(frames[i:i + batch]):
-            rows.append([DECISION.present(t, p.probabilities[t]) for t in predictor.tasks])
-            quality.append(p.quality)
-    return np.array(rows, bool).reshape(len(rows), len(predictor.tasks)), np.array(quality, float)
+    preds = predictions(predictor, frames, batch)
+    rows = [[DECISION.present(t, p.probabilities[t]) for t in predictor.tasks] for p in preds]
+    return np.array(rows, bool).reshape(len(rows), len(predictor.tasks)), np.array([p.quality for p in preds], float)
 
 
 def flagged(predictor, frames, batch: int = 16) -> np.ndarray:

@@ -48,7 +48,7 @@ def checkpoint_dict(model, training: dict | None = None, metrics: dict | None = 
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "architecture": model.arch,
         "model_args": dict(model.model_args), "tasks": list(model.tasks),
-        "input": model.input_cfg.to_dict(), "num_nss": int(model.aux_out.out_features),
+        "input": model.input_cfg.to_dict(), "num_nss": int(model.num_nss),
         "state_dict": state, "sha256": weights_digest(state), "code_version": CODE_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "training": training or {}, "metrics": metrics or {}, "extra": extra or {},
@@ -99,15 +99,17 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def load_checkpoint(path: str | Path):
     """Rebuild the model a checkpoint describes, weights loaded, in eval mode."""
+    from model.ensemble import AVERAGE, Average
     from model.factory import MODELS, create_model
 
     ckpt = read_checkpoint(path)
     arch = ckpt["architecture"]
-    if arch not in MODELS:
+    if arch not in MODELS and arch != AVERAGE:
         raise CheckpointError(f"{path}: unknown architecture {arch!r} ({MODELS.unknown_message(arch)})")
     try:
-        model = create_model(arch, tasks=tuple(ckpt["tasks"]), input_cfg=InputConfig.from_dict(ckpt["input"]),
-                             num_nss=ckpt["num_nss"], **ckpt["model_args"])
+        build = Average if arch == AVERAGE else (lambda **kw: create_model(arch, **kw))
+        model = build(tasks=tuple(ckpt["tasks"]), input_cfg=InputConfig.from_dict(ckpt["input"]),
+                      num_nss=ckpt["num_nss"], **ckpt["model_args"])
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except (RuntimeError, TypeError, KeyError, ValueError) as e:
         first = str(e).strip().splitlines()[0]

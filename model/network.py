@@ -246,6 +246,7 @@ class QualityNet(nn.Module):
         super().__init__()
         self.tasks = tuple(tasks)
         self.input_cfg = input_cfg or InputConfig()
+        self.num_nss = num_nss
         self.trunk = Trunk(tuple(widths), tuple(taps))
         c = self.trunk.out_channels
         self.directional = DirectionalEnergy(scale_ratios=scale_ratios, patch_shapes=patch_shapes)

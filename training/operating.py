@@ -12,7 +12,7 @@ items, and degraded items where a person sees that distortion) and picks the thr
   quiet (a threshold is never lowered without evidence that it should be).
 
 `fold` shifts the presence head's bias by -logit(threshold), so the folded checkpoint decides at
-0.5 like any other (model.decision). Only val may be used here; eval is reported, never fitted.
+0.5 like any other (model.decision); `unfold` takes that shift back out. Only val may be used here; eval is reported, never fitted.
 """
 from __future__ import annotations
 
@@ -64,3 +64,16 @@ def fold(model, thresholds: dict[str, float]) -> None:
     for j, task in enumerate(model.tasks):
         t = thresholds.get(task, 0.5)
         model.presence.bias[j] -= math.log(t / (1.0 - t))
+
+
+@torch.no_grad()
+def unfold(model) -> dict | None:
+    """Take a loaded checkpoint's folded operating points back out of `model` (in place), so that it
+    decides at 0.5 where its network did before `fold`; returns the record that was taken out (None:
+    there were none)."""
+    record = model.checkpoint_meta["metrics"].get("operating_points")
+    if record:
+        for j, task in enumerate(model.tasks):
+            t = record["chosen"][task]["threshold"]
+            model.presence.bias[j] += math.log(t / (1.0 - t))
+    return record

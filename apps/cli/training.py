@@ -135,6 +135,33 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_average(args) -> int:
+    from model import CheckpointError, load_checkpoint, save_checkpoint
+    from model.ensemble import Average
+    from training.operating import unfold
+    if len(args.weights) < 2:
+        raise UsageError("name at least two checkpoints to average")
+    models, taken_out = [], []
+    for w in args.weights:
+        try:
+            model = load_checkpoint(w)
+        except (CheckpointError, OSError) as e:
+            raise UsageError(str(e)) from None
+        if unfold(model):
+            taken_out.append(str(w))
+        models.append(model)
+    try:
+        avg = Average.of(models)
+    except ValueError as e:
+        raise UsageError(f"cannot average these: {e}") from None
+    members = [{"weights": str(w), "sha256": m.checkpoint_meta["sha256"]} for w, m in zip(args.weights, models)]
+    save_checkpoint(avg, args.out, training={"average_of": members})
+    for w in taken_out:
+        print(f"{w}: its operating points were taken back out (fit the average's own with operating-points)")
+    print(f"wrote {args.out}: the average of {len(models)} networks")
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("synth", help="synthesise distorted training/test clips with labels",
                        description="Write H.264 clips of clean content distorted singly and in combination "
@@ -196,6 +223,16 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("average", help="one checkpoint that averages several networks' outputs",
+                       description="Write one checkpoint whose presence probabilities, severities, quality and NSS "
+                                   "features are the means of the named networks' (same tasks and input): e.g. the "
+                                   "seeds of one recipe, to see whether averaging away their spread helps. Operating "
+                                   "points folded into a network are taken back out first; fit the average's own "
+                                   "with `scopewatch operating-points`. It costs one network's time per member.")
+    p.add_argument("weights", type=Path, nargs="+", help="the checkpoints to average (two or more)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
+    p.set_defaults(run=cmd_average)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a labelled clip folder",
                        description="Analyse every clip of DATA (a `scopewatch synth` folder or an LVQ-style "

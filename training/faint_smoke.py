@@ -12,9 +12,10 @@ the same view:
   which the model calls smoke;
 * synthetic: every smoke generator of the recipe at each level, drawn on those same clear frames —
   the median lift and the share called;
-* separability: for each real item, how well the model's smoke score, and the dark channel alone,
-  rank its frames above every clear val frame of every view (ROC AUC). A monitor has no clear frame
-  of the same view to compare with, only a threshold that keeps all clear views quiet: an item the
+* separability: for each real item, how well the model's smoke score, the smoke score of its
+  smokiest patch (the patch map) and the dark channel alone rank its frames above every clear val
+  frame of every view (ROC AUC). A monitor has no clear frame of the same view to compare with,
+  only a threshold that keeps all clear views quiet: an item the
   model misses with a high AUC is missed by its threshold, one near 0.5 is not told from other
   clear views by any threshold on that measure.
 
@@ -90,11 +91,14 @@ def val_views(data: Path) -> list[View]:
     return views
 
 
-def smoke_read(predictor, frames: list[np.ndarray]) -> tuple[np.ndarray, float]:
-    """The model's smoke probability of each frame, and the share of frames on which the run's
-    decision calls smoke."""
-    scores = np.array([p.probabilities["smoke"] for p in predictions(predictor, frames)])
-    return scores, float(np.mean([DECISION.present("smoke", s) for s in scores]))
+def smoke_read(predictor, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
+    """The model's smoke probability of each frame, the smoke probability of its smokiest patch
+    (the patch map: where smoke that lies in one part of the view would show), and the share of
+    frames on which the run's decision calls smoke."""
+    read = predictions(predictor, frames, with_map=True)
+    scores = np.array([p.probabilities["smoke"] for p in read])
+    patch = np.array([p.patch_map["smoke"].max() for p in read])
+    return scores, patch, float(np.mean([DECISION.present("smoke", s) for s in scores]))
 
 
 def dark_means(frames: list[np.ndarray]) -> np.ndarray:
@@ -107,16 +111,16 @@ def run(predictor, data: Path, seed: int = 0) -> dict:
               f"window at {MEASURE_SHORT_SIDE} px", "real": [], "synthetic": []}
     clear_dark = [dark_means(v.clear) for v in views]
     every_clear_dark = np.concatenate(clear_dark) if views else np.zeros(0)
-    clear_scores, _ = smoke_read(predictor, [f for v in views for f in v.clear])
+    clear_scores, clear_patch, _ = smoke_read(predictor, [f for v in views for f in v.clear])
     report["clear_frames"] = len(clear_scores)
     bases = []
     for v, clear in zip(views, clear_dark):
         smoky = dark_means(v.smoky)
         lift = smoky - (clear if v.pairs else float(np.median(clear)))
-        scores, called = smoke_read(predictor, v.smoky)
+        scores, patch, called = smoke_read(predictor, v.smoky)
         report["real"].append({"item": v.name, "frames": len(v.smoky), "lift_median": float(np.median(lift)),
                                "called": called, "auc_score": roc_auc(clear_scores, scores),
-                               "auc_dark": roc_auc(every_clear_dark, smoky)})
+                               "auc_patch": roc_auc(clear_patch, patch), "auc_dark": roc_auc(every_clear_dark, smoky)})
         bases += evenly(v.clear, CLEAR_FRAMES)
     base_dark = dark_means(bases)
     smoke = create_distortion("smoke")
@@ -129,7 +133,7 @@ def run(predictor, data: Path, seed: int = 0) -> dict:
                 made.append(smoke.apply(base, level_to_severity(level), params))
             report["synthetic"].append({"generator": generator, "level": level, "frames": len(made),
                                         "lift_median": float(np.median(dark_means(made) - base_dark)),
-                                        "called": smoke_read(predictor, made)[1]})
+                                        "called": smoke_read(predictor, made)[2]})
     report["synthetic_by_level"] = [
         {"level": level, "lift_median": float(np.median([r["lift_median"] for r in rows])),
          "called": float(np.mean([r["called"] for r in rows]))}
@@ -143,11 +147,12 @@ def markdown(report: dict) -> str:
              f"Weights `{report['weights']}`; haze lift = {report['measure']}, against clear frames of the same "
              "view; called = share of frames on which the model calls smoke; AUC = how well the measure ranks "
              f"the item's frames above all {report['clear_frames']} clear val frames of every view (0.5: not at all).", "",
-             "| real val smoke | frames | lift (median) | called | AUC, model's smoke score | AUC, dark channel |",
-             "|---|---|---|---|---|---|"]
+             "| real val smoke | frames | lift (median) | called | AUC, model's smoke score | AUC, smokiest patch "
+             "| AUC, dark channel |",
+             "|---|---|---|---|---|---|---|"]
     for r in report["real"]:
         lines.append(f"| `{r['item']}` | {r['frames']} | {r['lift_median']:.3f} | {r['called']:.1%} "
-                     f"| {r['auc_score']:.2f} | {r['auc_dark']:.2f} |")
+                     f"| {r['auc_score']:.2f} | {r['auc_patch']:.2f} | {r['auc_dark']:.2f} |")
     lines += ["", "The recipe's smoke generators drawn on those views' clear frames:", "",
               "| level | lift (median over generators) | called (mean over generators) |", "|---|---|---|"]
     for r in report["synthetic_by_level"]:

@@ -35,9 +35,9 @@ def video_frames(path: Path, start_s: float = 0.0, every: int = 1) -> list[np.nd
     return out
 
 
-def predictions(predictor, frames, batch: int = 16) -> list:
-    """The predictor's reading of each frame, `batch` frames a call."""
-    return [p for i in range(0, len(frames), batch) for p in predictor.predict(frames[i:i + batch])]
+def predictions(predictor, frames, batch: int = 16, with_map: bool = False) -> list:
+    """The predictor's reading of each frame, `batch` frames a call (with its patch map: `with_map`)."""
+    return [p for i in range(0, len(frames), batch) for p in predictor.predict(frames[i:i + batch], with_map=with_map)]
 
 
 def judged(predictor, frames, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:

@@ -85,3 +85,23 @@ def test_generator_choice_reaches_the_samples():
     bad = SynthPatchDataset(contents, ("smoke",), InputConfig(), seed=3, p_clean=0.0, generators={"smoke": ("fog",)}, length=1)
     with pytest.raises(KeyError, match="no generator fog"):
         list(bad)
+
+
+def test_a_cast_in_camera_is_drawn_after_the_distortions_on_clean_and_distorted_alike():
+    grey = np.full((96, 128, 3), 128, np.uint8)
+
+    def cast(frame):  # a cast moves every pixel's channel balance; glints, text and borders only some
+        m = np.median(frame.reshape(-1, 3), axis=0)
+        return float(np.abs(m / max(m.mean(), 1.0) - 1.0).max()) > 0.02
+
+    seeds = range(40)
+    in_camera, on_scene = Nuisances(cast_in_camera=True), Nuisances()
+    drawn = [cast(in_camera.after_camera(grey, s)) for s in seeds]
+    assert 0.3 < np.mean(drawn) < 0.9  # drawn as often as on the scene (0.6)
+    assert not any(cast(on_scene.after_camera(grey, s)) for s in seeds)
+    assert not any(cast(in_camera.scene(grey, np.random.default_rng(s))) for s in seeds)
+    assert np.mean([cast(on_scene.scene(grey, np.random.default_rng(s))) for s in seeds]) > 0.3
+    smoky = np.full_like(grey, 200)  # the same camera seed: the same cast on the distorted frame
+    for s in seeds:
+        a, b = in_camera.after_camera(grey, s), in_camera.after_camera(smoky, s)
+        assert cast(a) == cast(b)

@@ -157,9 +157,17 @@ AFTER_CAMERA = {"camera_noise": (camera_noise, 0.4), "ui_overlay": (ui_overlay, 
 
 @dataclass(frozen=True)
 class Nuisances:
-    """Which nuisances are drawn and how often (`scale` multiplies every probability; 0: none)."""
+    """Which nuisances are drawn and how often (`scale` multiplies every probability; 0: none).
+
+    `cast_in_camera`: the colour cast is drawn by the camera, after the distortions, on the clean
+    and the distorted frame alike, instead of on the scene before them. A camera's white balance and
+    tone curve act on all the light that reaches it, the smoke's scattered light and an uneven
+    light's fall-off included; drawn on the scene, a cast that lifts the shadows and pales the
+    colours (as a thin veil does) is taught as clean while the smoke drawn over it keeps its own
+    colour, whatever the camera."""
 
     scale: float = 1.0
+    cast_in_camera: bool = False
 
     def _apply(self, table, frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         for fn, p in table.values():
@@ -168,8 +176,11 @@ class Nuisances:
         return frame
 
     def scene(self, frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.cast_in_camera:
+            return self._apply({k: v for k, v in SCENE.items() if k != "colour_cast"}, frame, rng)
         return self._apply(SCENE, frame, rng)
 
     def after_camera(self, frame: np.ndarray, seed: int) -> np.ndarray:
         """Same `seed`, same draws: the clean and the distorted frame get the same noise and text."""
-        return self._apply(AFTER_CAMERA, frame, np.random.default_rng(seed))
+        table = {"colour_cast": SCENE["colour_cast"], **AFTER_CAMERA} if self.cast_in_camera else AFTER_CAMERA
+        return self._apply(table, frame, np.random.default_rng(seed))

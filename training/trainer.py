@@ -74,6 +74,9 @@ class TrainConfig:
     soft_capture: float = 0.0
     placement: str = "mixed"  # where the model's patches go (model.preprocess.InputConfig.placement)
     nuisances: float = 1.0  # how often clean content carries the nuisances of normal surgery (training.nuisances)
+    # The colour cast drawn by the camera after the distortions, not on the scene before them
+    # (training.nuisances.Nuisances.cast_in_camera).
+    cast_in_camera: bool = False
     # Generators each distortion may draw (training.distortions); empty: all. A leave-one-generator-out
     # run trains with one left out here and is tested on that one alone.
     generators: dict = field(default_factory=dict)
@@ -142,7 +145,7 @@ class TrainConfig:
 
     def dataset(self, contents, input_cfg, seed: int, **kw) -> SynthPatchDataset:
         return SynthPatchDataset(contents, self.tasks, input_cfg, seed=seed, p_clean=self.p_clean, p_shading=self.scene_shading,
-                                 p_small=self.small_frames, nuisances=Nuisances(self.nuisances), generators=self.generator_choice(),
+                                 p_small=self.small_frames, nuisances=Nuisances(self.nuisances, self.cast_in_camera), generators=self.generator_choice(),
                                  patch_tasks=self.patch_tasks, **kw)
 
 

@@ -5,7 +5,7 @@ import pytest
 from model.preprocess import InputConfig
 from model.tasks import DEFAULT_TASKS
 from training.dataset import SynthPatchDataset
-from training.nuisances import (AFTER_CAMERA, SCENE, Nuisances, camera_noise, instrument, scope_mask, specular_highlights,
+from training.nuisances import (AFTER_CAMERA, SCENE, Nuisances, camera_noise, colour_cast, instrument, scope_mask, specular_highlights,
                                 stored_stretched, ui_overlay)
 from training.scene import ProceduralScene
 
@@ -105,3 +105,30 @@ def test_a_cast_in_camera_is_drawn_after_the_distortions_on_clean_and_distorted_
     for s in seeds:
         a, b = in_camera.after_camera(grey, s), in_camera.after_camera(smoky, s)
         assert cast(a) == cast(b)
+
+
+def test_a_veil_free_cast_never_lifts_the_shadows_nor_pales_the_colours():
+    class Lowest:  # every draw at the low end: the default cast lifts shadows (gamma 0.85) and pales (0.8)
+        def uniform(self, low, high, size=None):
+            return np.full(size, low) if size else low
+
+    frame = np.zeros((8, 8, 3), np.uint8)
+    frame[:4] = (150, 60, 40)  # tissue red
+    frame[4:] = (30, 12, 8)  # its shadow
+
+    def pallor(x):  # darkest channel against brightest: 1 is grey
+        x = x.reshape(-1, 3).astype(float)
+        return x.min(1) / x.max(1)
+
+    def shadow(x):
+        return float(x[4:].astype(float).mean())
+
+    veiled, free = colour_cast(frame, Lowest()), colour_cast(frame, Lowest(), veil_free=True)
+    assert (pallor(veiled) > pallor(frame) + 0.05).all() and shadow(veiled) > shadow(frame)
+    assert (pallor(free) <= pallor(frame) + 0.02).all() and shadow(free) < shadow(frame)
+    # The setting reaches the scene's cast: the same draws, other frames where a cast was veil-like.
+    differs = [not np.array_equal(Nuisances(veil_free_cast=True).scene(frame, np.random.default_rng(s)),
+                                  Nuisances().scene(frame, np.random.default_rng(s))) for s in range(30)]
+    assert 0 < sum(differs) < 30
+    assert np.array_equal(Nuisances().scene(frame, np.random.default_rng(3)),
+                          Nuisances(veil_free_cast=False).scene(frame, np.random.default_rng(3)))

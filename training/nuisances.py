@@ -11,6 +11,7 @@ distorted frame alike, so they never change the quality label).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -63,12 +64,17 @@ def scope_mask(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (frame * m + 0.5).astype(np.uint8)
 
 
-def colour_cast(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """White balance off and exposure off: per-channel gains, a gamma and a saturation change."""
+def colour_cast(frame: np.ndarray, rng: np.random.Generator, veil_free: bool = False) -> np.ndarray:
+    """White balance off and exposure off: per-channel gains, a gamma and a saturation change.
+    `veil_free`: never a gamma that lifts the shadows nor a loss of saturation, the two ways a thin
+    veil of smoke changes a view (the same draws, their lower halves folded up)."""
     gains = (rng.uniform(0.8, 1.15) * rng.uniform(0.88, 1.12, 3)).astype(np.float32)
-    x = (frame.astype(np.float32) / 255.0) ** rng.uniform(0.85, 1.2) * gains
+    gamma, saturation = rng.uniform(0.85, 1.2), rng.uniform(0.8, 1.25)
+    if veil_free:
+        gamma, saturation = max(gamma, 1.0 / gamma), max(saturation, 1.0 / saturation)
+    x = (frame.astype(np.float32) / 255.0) ** gamma * gains
     grey = x.mean(axis=2, keepdims=True)
-    x = grey + (x - grey) * rng.uniform(0.8, 1.25)
+    x = grey + (x - grey) * saturation
     return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -168,6 +174,7 @@ class Nuisances:
 
     scale: float = 1.0
     cast_in_camera: bool = False
+    veil_free_cast: bool = False  # colour_cast's `veil_free`: no clean cast that imitates a thin veil
 
     def _apply(self, table, frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         for fn, p in table.values():
@@ -175,12 +182,16 @@ class Nuisances:
                 frame = fn(frame, rng)
         return frame
 
+    def _cast(self) -> dict:
+        fn, p = SCENE["colour_cast"]
+        return {"colour_cast": (functools.partial(fn, veil_free=True) if self.veil_free_cast else fn, p)}
+
     def scene(self, frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.cast_in_camera:
             return self._apply({k: v for k, v in SCENE.items() if k != "colour_cast"}, frame, rng)
-        return self._apply(SCENE, frame, rng)
+        return self._apply({**SCENE, **self._cast()}, frame, rng)
 
     def after_camera(self, frame: np.ndarray, seed: int) -> np.ndarray:
         """Same `seed`, same draws: the clean and the distorted frame get the same noise and text."""
-        table = {"colour_cast": SCENE["colour_cast"], **AFTER_CAMERA} if self.cast_in_camera else AFTER_CAMERA
+        table = {**self._cast(), **AFTER_CAMERA} if self.cast_in_camera else AFTER_CAMERA
         return self._apply(table, frame, np.random.default_rng(seed))

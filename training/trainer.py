@@ -77,6 +77,9 @@ class TrainConfig:
     # The colour cast drawn by the camera after the distortions, not on the scene before them
     # (training.nuisances.Nuisances.cast_in_camera).
     cast_in_camera: bool = False
+    # Clean colour casts that never lift the shadows nor pale the colours as a thin veil does
+    # (training.nuisances.colour_cast's `veil_free`).
+    veil_free_cast: bool = False
     # Generators each distortion may draw (training.distortions); empty: all. A leave-one-generator-out
     # run trains with one left out here and is tested on that one alone.
     generators: dict = field(default_factory=dict)
@@ -145,7 +148,7 @@ class TrainConfig:
 
     def dataset(self, contents, input_cfg, seed: int, **kw) -> SynthPatchDataset:
         return SynthPatchDataset(contents, self.tasks, input_cfg, seed=seed, p_clean=self.p_clean, p_shading=self.scene_shading,
-                                 p_small=self.small_frames, nuisances=Nuisances(self.nuisances, self.cast_in_camera), generators=self.generator_choice(),
+                                 p_small=self.small_frames, nuisances=Nuisances(self.nuisances, self.cast_in_camera, self.veil_free_cast), generators=self.generator_choice(),
                                  patch_tasks=self.patch_tasks, **kw)
 
 

@@ -15,9 +15,9 @@ the same view:
 * separability: for each real item, how well the model's smoke score, the smoke score of its
   smokiest patch (the patch map) and the dark channel alone rank its frames above every clear val
   frame of every view (ROC AUC). A monitor has no clear frame of the same view to compare with,
-  only a threshold that keeps all clear views quiet: an item the
-  model misses with a high AUC is missed by its threshold, one near 0.5 is not told from other
-  clear views by any threshold on that measure.
+  only a threshold that keeps all clear views quiet: an item the model misses with a high AUC is
+  missed by its threshold, one near 0.5 is not told from other clear views by any threshold on
+  that measure.
 
 Only val is read (eval is never used here). The model decides as the monitor does at its fitted
 operating point, in float32 as the shipping rule runs it.

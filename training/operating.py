@@ -12,7 +12,8 @@ items, and degraded items where a person sees that distortion) and picks the thr
   quiet (a threshold is never lowered without evidence that it should be).
 
 `fold` shifts the presence head's bias by -logit(threshold), so the folded checkpoint decides at
-0.5 like any other (model.decision); `unfold` takes that shift back out. Only val may be used here; eval is reported, never fitted.
+0.5 like any other (model.decision); `unfold` takes that shift back out. Only val may be used here;
+eval is reported, never fitted.
 """
 from __future__ import annotations
 
@@ -72,8 +73,6 @@ def unfold(model) -> dict | None:
     decides at 0.5 where its network did before `fold`; returns the record that was taken out (None:
     there were none)."""
     record = model.checkpoint_meta["metrics"].get("operating_points")
-    if record:
-        for j, task in enumerate(model.tasks):
-            t = record["chosen"][task]["threshold"]
-            model.presence.bias[j] += math.log(t / (1.0 - t))
+    if record:  # logit(1 - t) = -logit(t): folding the complements takes the shift back out
+        fold(model, {task: 1.0 - c["threshold"] for task, c in record["chosen"].items()})
     return record

@@ -147,8 +147,9 @@ class TrainConfig:
         return {name: tuple(gens) for name, gens in self.generators.items()}
 
     def dataset(self, contents, input_cfg, seed: int, **kw) -> SynthPatchDataset:
+        nuisances = Nuisances(self.nuisances, self.cast_in_camera, self.veil_free_cast)
         return SynthPatchDataset(contents, self.tasks, input_cfg, seed=seed, p_clean=self.p_clean, p_shading=self.scene_shading,
-                                 p_small=self.small_frames, nuisances=Nuisances(self.nuisances, self.cast_in_camera, self.veil_free_cast), generators=self.generator_choice(),
+                                 p_small=self.small_frames, nuisances=nuisances, generators=self.generator_choice(),
                                  patch_tasks=self.patch_tasks, **kw)
 
 

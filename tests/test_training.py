@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 import types
@@ -6,6 +7,7 @@ import types
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from model import load_checkpoint
 from model.predict import Predictor
@@ -214,3 +216,29 @@ def test_training_runs_on_cuda_when_present(tmp_path):
     assert ckpt["training"]["device"] == "auto" and ckpt["metrics"]["step"] == 10
     model = load_checkpoint(best)
     assert Predictor(model, "cuda").predict([ProceduralScene(5, (640, 360)).frame_at(0.0)])[0].quality >= 0
+
+
+def test_quality_rank_loss_judges_the_order_of_pairs_with_known_targets_apart():
+    from training.trainer import quality_rank
+    target, known = torch.tensor([90.0, 60.0, 59.0, 30.0]), torch.tensor([1.0, 1.0, 1.0, 0.0])
+    # Pairs (90, 60) and (90, 59) count; (60, 59) is within the margin and the fourth target is unknown.
+    right = quality_rank(torch.tensor([95.0, 40.0, 45.0, 99.0]), target, known)
+    wrong = quality_rank(torch.tensor([40.0, 95.0, 90.0, 99.0]), target, known)
+    tied = quality_rank(torch.full((4,), 50.0), target, known)
+    assert tied.item() == pytest.approx(math.log(2))
+    assert right.item() == pytest.approx((F.softplus(torch.tensor(-5.5)) + F.softplus(torch.tensor(-5.0))).item() / 2)
+    assert wrong.item() > 5.0 > right.item() * 100
+    assert quality_rank(torch.zeros(2), torch.tensor([50.0, 51.0]), torch.ones(2)).item() == 0.0  # no pair apart
+
+
+def test_quality_rank_weight_adds_the_order_loss_to_the_total():
+    out = {"presence_logits": torch.zeros(2, 2), "severity": torch.full((2, 2), 0.5), "quality": torch.tensor([50.0, 70.0]),
+           "nss": torch.zeros(2, 3), "directional_logits": torch.zeros(2, 2)}
+    model = types.SimpleNamespace(nss_mean=torch.zeros(3), nss_std=torch.ones(3))
+    batch = {"presence": torch.zeros(2, 2), "severity": torch.zeros(2, 2), "severity_known": torch.ones(2, 2),
+             "quality": torch.tensor([80.0, 40.0]), "quality_known": torch.ones(2), "nss": torch.zeros(2, 3)}
+    plain = losses(model, out, batch, TrainConfig(tasks=("noise", "smoke")))
+    ranked = losses(model, out, batch, TrainConfig(tasks=("noise", "smoke"), quality_rank_weight=0.5))
+    assert "quality_rank" not in plain
+    assert ranked["quality_rank"].item() == pytest.approx(F.softplus(torch.tensor(2.0)).item())
+    assert ranked["loss"].item() == pytest.approx(plain["loss"].item() + 0.5 * ranked["quality_rank"].item())

@@ -4,7 +4,8 @@ Samples are synthesised on the fly from clean content (training.dataset). Loss =
 severity L1 (on present distortions of known severity) + quality L1 (scaled to [0, 1]; where the
 FR quality is known, i.e. not on real degraded footage) + `nss_weight` x NSS L1 (on
 standardised features) + `directional_weight` x presence BCE of the directional-energy pathway
-alone + `patch_weight` x the per-patch presence BCE of `patch_tasks` (where in the frame they show).
+alone + `patch_weight` x the per-patch presence BCE of `patch_tasks` (where in the frame they show) +
+`quality_rank_weight` x a pairwise order loss of the quality (off by default).
 Validation uses content that training never sees (other procedural seeds, other frames and time
 ranges of the real videos): split by source content, never by patch.
 What is validated and shipped is an exponential moving average of the weights (`ema_decay`): with
@@ -112,6 +113,9 @@ class TrainConfig:
     # smoke the model missed is that thin (training.faint_smoke). Since synth_v15.
     smoke_floor: tuple[float, float] | None = (0.02, 0.08)
     quality_weight: float = 2.0
+    # x the pairwise order loss of the quality (quality_rank): L1 fits each sample's score alone, so one
+    # distortion's scale can drift against another's, and that order is what SROCC judges. 0: off.
+    quality_rank_weight: float = 0.0
     severity_weight: float = 1.0
     val_every: int = 200
     # Every this many steps (a multiple of val_every) the weight average is also kept as
@@ -212,6 +216,14 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def quality_rank(quality: torch.Tensor, target: torch.Tensor, known: torch.Tensor, margin: float = 2.0) -> torch.Tensor:
+    """RankNet's logistic loss of the predicted order, over every pair of the batch whose known targets
+    differ by more than `margin` points; the score difference is taken in tens of points."""
+    pairs = (target[:, None] - target[None, :] > margin) & (known[:, None] > 0) & (known[None, :] > 0)
+    ahead = (quality[:, None] - quality[None, :])[pairs]
+    return F.softplus(-ahead / 10.0).sum() / pairs.sum().clamp_min(1)
+
+
 def losses(model, out: dict, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     presence = F.binary_cross_entropy_with_logits(out["presence_logits"], batch["presence"])
     present = batch["presence"] * batch["severity_known"]
@@ -224,6 +236,9 @@ def losses(model, out: dict, batch: dict, cfg: TrainConfig) -> dict[str, torch.T
     total = (presence + cfg.severity_weight * severity + cfg.quality_weight * quality + cfg.nss_weight * nss
              + cfg.directional_weight * directional)
     parts = {"presence": presence, "severity": severity, "quality": quality, "nss": nss, "directional": directional}
+    if cfg.quality_rank_weight:
+        parts["quality_rank"] = quality_rank(out["quality"].float(), batch["quality"], known)
+        total = total + cfg.quality_rank_weight * parts["quality_rank"]
     if cfg.patch_route:
         columns = [cfg.tasks.index(name) for name in cfg.patch_tasks]
         logits = out["patch_aux_logits"] if cfg.patch_route == "own" else out["patch_presence_logits"][..., columns]

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, surgical
@@ -27,8 +28,14 @@ def test_every_generator_of_every_distortion_is_drawn_at_every_level_on_the_clea
         assert 0.0 <= row["quality"] <= 100.0
     assert {(q["distortion"], q["generator"]) for q in report["quality_srocc"]} == {(t, g) for t, g, _ in expected}
     assert all(-1.0 <= q["srocc"] <= 1.0 for q in report["quality_srocc"])
+    draws = {t: len(create_distortion(t).allowed) * NUM_LEVELS * report["frames"] for t in tasks}
+    assert {b["distortion"]: b["draws"] for b in report["quality_bias"]} == draws
+    for b in report["quality_bias"]:
+        assert b["called_draws"] + b["missed_draws"] == b["draws"]
+        assert all(b[k] is None if b[k + "_draws"] == 0 else -100.0 <= b[k] <= 100.0 for k in ("called", "missed"))
     text = (tmp_path / "sensitivity.md").read_text()
     assert "## motion_blur" in text and "| zoom |" in text and "## quality" in text and r.stdout == text
+    assert "| distortion | called: score - target (draws) |" in text
 
 
 def test_the_shipped_weights_call_strong_noise_and_smoke_and_leave_clear_frames_alone(scene_frame):
@@ -46,6 +53,11 @@ def test_the_shipped_weights_call_strong_noise_and_smoke_and_leave_clear_frames_
     assert min(noise.values()) > 0.5, noise
     assert max(r["quality"] for r in report["rows"] if r["distortion"] == "noise" and r["level"] == NUM_LEVELS) \
         < report["clear_quality"] - 20
+    # Split or not, the draws of a distortion err by the same mean: the split only sorts them.
+    for b in report["quality_bias"]:
+        rows = [r for r in report["rows"] if r["distortion"] == b["distortion"]]
+        pooled = sum((b[k] or 0.0) * b[k + "_draws"] for k in ("called", "missed")) / b["draws"]
+        assert pooled == pytest.approx(np.mean([r["quality"] - r["target"] for r in rows]), abs=1e-4)
 
 
 @pytest.mark.parametrize("args, message", [(["--data", "{tmp}/none"], "no such folder"),

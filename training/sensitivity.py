@@ -16,7 +16,9 @@ beside the mean of its training target (training.quality: SSIM against the clear
 rank correlation with the level (SROCC, the clear frames counted as level 0; 1 when quality falls
 with every step); and, pooled over every draw, its SROCC against the target, the quality figure of
 the synthetic test asked on real views. A score that stays high where its target falls is a head
-that does not generalise; one that stays high with its target is what the target teaches.
+that does not generalise; one that stays high with its target is what the target teaches. Split by
+whether the decision calls the distortion, the score's excess over its target says whether the
+quality misses what the presence heads miss, or rates a distortion too mildly even when it is seen.
 
     python -m training.sensitivity [--weights W] [--data ../shared/data/surgical] [--frames 4] [--out reports/sensitivity]
 """
@@ -62,6 +64,8 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
     report = {"frames": len(frames), "clear_alarmed": float(clear.any(axis=1).mean()),
               "clear_quality": float(clear_quality.mean()), "rows": [], "quality_srocc": []}
     pooled_quality, pooled_target = list(clear_quality), [100.0] * len(frames)
+    # Per distortion, the score minus its target on each draw, split by whether the decision called it.
+    errors = {task: {True: [], False: []} for task in tasks}
     rng = np.random.default_rng(seed)
     plan = [(task, g) for task in tasks for g in create_distortion(task).allowed]
     for task, generator in tqdm(plan, desc="generators", unit="generator", disable=not progress):
@@ -76,6 +80,8 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
             qualities += list(quality)
             pooled_quality += list(quality)
             pooled_target += target
+            for called, error in zip(alarms[:, j], quality - np.asarray(target)):
+                errors[task][bool(called)].append(float(error))
             report["rows"].append({"distortion": task, "generator": generator, "level": level,
                                    "called": float(alarms[:, j].mean()),
                                    "other": float(alarms[:, others].any(axis=1).mean()),
@@ -85,6 +91,10 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
         report["quality_srocc"].append({"distortion": task, "generator": generator,
                                         "srocc": -srocc(levels, qualities)})
     report["quality_target_srocc"] = srocc(pooled_quality, pooled_target)
+    report["quality_bias"] = [{"distortion": task, "draws": len(e[True]) + len(e[False]),
+                               "called": float(np.mean(e[True])) if e[True] else None, "called_draws": len(e[True]),
+                               "missed": float(np.mean(e[False])) if e[False] else None, "missed_draws": len(e[False])}
+                              for task, e in errors.items()]
     return report
 
 
@@ -122,6 +132,13 @@ def markdown(report: dict) -> str:
                  if r["distortion"] == row["distortion"] and r["generator"] == row["generator"]]
         lines.append(f"| {row['distortion']} | {row['generator']} | " + " | ".join(cells)
                      + f" | {row['srocc']:.2f} |")
+    lines += ["", "Mean score minus target over every draw of each distortion (every generator and level), on the "
+              "draws where the decision calls it and where it misses it: a score above its target on both is a "
+              "quality head that rates that distortion too mildly whether or not the presence head sees it.", "",
+              "| distortion | called: score - target (draws) | missed: score - target (draws) |", "|---|---|---|"]
+    for row in report["quality_bias"]:
+        cells = [f"{row[k]:+.1f} ({row[k + '_draws']})" if row[k] is not None else "- (0)" for k in ("called", "missed")]
+        lines.append(f"| {row['distortion']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

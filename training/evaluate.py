@@ -76,6 +76,18 @@ def clip_predictions(predictor: Predictor, items: list[LabelledItem], frames_per
             "frames": analysed, "seconds": infer_s}
 
 
+def quality_bias(items: list[LabelledItem], quals: np.ndarray, tasks) -> dict[str, dict]:
+    """Mean predicted quality minus its target over the clean clips (`none`) and over the clips of
+    each single distortion: whether the score's scale differs by distortion (the same split on real
+    views is training.sensitivity's)."""
+    groups: dict[str, list[float]] = {"none": [], **{t: [] for t in tasks}}
+    for item, q in zip(items, quals):
+        present = [t for t in tasks if item.presence(t)]
+        if len(present) <= 1:
+            groups[present[0] if present else "none"].append(float(q) - item.quality)
+    return {name: {"clips": len(e), "bias": float(np.mean(e)) if e else None} for name, e in groups.items()}
+
+
 def evaluate(predictor: Predictor, data: Path, frames_per_clip: int = 8, progress: bool = True,
              decision: Decision | None = None) -> dict:
     tasks = predictor.tasks
@@ -97,6 +109,7 @@ def evaluate(predictor: Predictor, data: Path, frames_per_clip: int = 8, progres
     targets = [it.quality for it in items]
     if all(q is not None for q in targets):
         report["quality"] = quality_metrics(np.array(quals), np.array(targets))
+        report["quality"]["bias"] = quality_bias(items, quals, tasks)
     report["frames_per_s"] = clips["frames"] / clips["seconds"] if clips["seconds"] else float("nan")
     report["device"], report["precision"] = str(predictor.device), predictor.precision
     return report
@@ -131,6 +144,11 @@ def markdown(report: dict, title: str = "ScopeWatch evaluation") -> str:
         for t, by in report["recall_by_level"].items():
             cells = [f"{f(by[str(lv)]['recall'])} ({by[str(lv)]['support']})" if str(lv) in by else "" for lv in levels]
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    if "bias" in report.get("quality", {}):
+        lines += ["", "Quality score minus its target, on the clean clips and on the clips of one distortion "
+                  "(clips in brackets):", "", "| distortion | score - target |", "|---|---|"]
+        for name, b in report["quality"]["bias"].items():
+            lines.append(f"| {name} | {'n/a' if b['bias'] is None else format(b['bias'], '+.1f')} ({b['clips']}) |")
     return "\n".join(lines) + "\n"
 
 

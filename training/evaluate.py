@@ -7,7 +7,8 @@ probability per distortion (>= 0.5), its severity the mean predicted severity, i
 mean predicted quality, like the LVQ challenge scored whole clips. Reports the ICIP 2020 metrics
 (micro-F1 over all clips and over single-distortion clips, exact-match accuracy), per-distortion
 precision/recall/F1, severity accuracy (exact and within one level), quality SROCC/PLCC/KROCC/RMSE
-against the FR target, and model throughput. Writes JSON and a Markdown report.
+against the FR target and its mean error by distortion (clean and single-distortion clips), and
+model throughput. Writes JSON and a Markdown report.
 """
 from __future__ import annotations
 

@@ -53,11 +53,15 @@ def test_the_shipped_weights_call_strong_noise_and_smoke_and_leave_clear_frames_
     assert min(noise.values()) > 0.5, noise
     assert max(r["quality"] for r in report["rows"] if r["distortion"] == "noise" and r["level"] == NUM_LEVELS) \
         < report["clear_quality"] - 20
-    # Split or not, the draws of a distortion err by the same mean: the split only sorts them.
+    # Split either way or not, the draws of a distortion err by the same mean: the splits only sort them.
     for b in report["quality_bias"]:
         rows = [r for r in report["rows"] if r["distortion"] == b["distortion"]]
         pooled = sum((b[k] or 0.0) * b[k + "_draws"] for k in ("called", "missed")) / b["draws"]
         assert pooled == pytest.approx(np.mean([r["quality"] - r["target"] for r in rows]), abs=1e-4)
+        sides = [s for s in report["quality_bias_by_side"] if s["distortion"] == b["distortion"]]
+        assert sorted(s["short_side"] for s in sides) == [360, 480]  # the two frames' short sides
+        assert sum(s["draws"] for s in sides) == b["draws"]
+        assert sum(s["bias"] * s["draws"] for s in sides) / b["draws"] == pytest.approx(pooled, abs=1e-4)
 
 
 @pytest.mark.parametrize("args, message", [(["--data", "{tmp}/none"], "no such folder"),

@@ -18,7 +18,8 @@ with every step); and, pooled over every draw, its SROCC against the target, the
 the synthetic test asked on real views. A score that stays high where its target falls is a head
 that does not generalise; one that stays high with its target is what the target teaches. Split by
 whether the decision calls the distortion, the score's excess over its target says whether the
-quality misses what the presence heads miss, or rates a distortion too mildly even when it is seen.
+quality misses what the presence heads miss, or rates a distortion too mildly even when it is seen;
+split by the frame's short side, whether it is the frame size the head has not learnt.
 
     python -m training.sensitivity [--weights W] [--data ../shared/data/surgical] [--frames 4] [--out reports/sensitivity]
 """
@@ -64,8 +65,11 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
     report = {"frames": len(frames), "clear_alarmed": float(clear.any(axis=1).mean()),
               "clear_quality": float(clear_quality.mean()), "rows": [], "quality_srocc": []}
     pooled_quality, pooled_target = list(clear_quality), [100.0] * len(frames)
-    # Per distortion, the score minus its target on each draw, split by whether the decision called it.
+    # Per distortion, the score minus its target on each draw, split by whether the decision called it
+    # and by the frame's short side (the model analyses frames under 360 px at their own size).
     errors = {task: {True: [], False: []} for task in tasks}
+    sides = [min(f.shape[:2]) for f in frames]
+    by_side = {task: {side: [] for side in sorted(set(sides))} for task in tasks}
     rng = np.random.default_rng(seed)
     plan = [(task, g) for task in tasks for g in create_distortion(task).allowed]
     for task, generator in tqdm(plan, desc="generators", unit="generator", disable=not progress):
@@ -80,8 +84,9 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
             qualities += list(quality)
             pooled_quality += list(quality)
             pooled_target += target
-            for called, error in zip(alarms[:, j], quality - np.asarray(target)):
+            for called, error, side in zip(alarms[:, j], quality - np.asarray(target), sides):
                 errors[task][bool(called)].append(float(error))
+                by_side[task][side].append(float(error))
             report["rows"].append({"distortion": task, "generator": generator, "level": level,
                                    "called": float(alarms[:, j].mean()),
                                    "other": float(alarms[:, others].any(axis=1).mean()),
@@ -95,6 +100,8 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
                                "called": float(np.mean(e[True])) if e[True] else None, "called_draws": len(e[True]),
                                "missed": float(np.mean(e[False])) if e[False] else None, "missed_draws": len(e[False])}
                               for task, e in errors.items()]
+    report["quality_bias_by_side"] = [{"distortion": task, "short_side": side, "draws": len(e), "bias": float(np.mean(e))}
+                                      for task, per in by_side.items() for side, e in per.items()]
     return report
 
 
@@ -139,6 +146,14 @@ def markdown(report: dict) -> str:
     for row in report["quality_bias"]:
         cells = [f"{row[k]:+.1f} ({row[k + '_draws']})" if row[k] is not None else "- (0)" for k in ("called", "missed")]
         lines.append(f"| {row['distortion']} | " + " | ".join(cells) + " |")
+    sides = sorted({row["short_side"] for row in report["quality_bias_by_side"]})
+    lines += ["", "The same error by the frame's short side (draws in brackets): the target is SSIM at the frame's "
+              "own size below 360 px, and the model analyses such frames at their own size.", "",
+              "| distortion | " + " | ".join(f"{side} px" for side in sides) + " |", "|---" * (len(sides) + 1) + "|"]
+    for task in dict.fromkeys(row["distortion"] for row in report["quality_bias_by_side"]):
+        cells = {row["short_side"]: f"{row['bias']:+.1f} ({row['draws']})" for row in report["quality_bias_by_side"]
+                 if row["distortion"] == task}
+        lines.append(f"| {task} | " + " | ".join(cells[side] for side in sides) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -210,8 +210,10 @@ def _half_resolution(x: torch.Tensor) -> torch.Tensor:
     return ((x[..., ::2, ::2] + x[..., ::2, 1::2]) + (x[..., 1::2, ::2] + x[..., 1::2, 1::2])) * 0.25
 
 
-def _pool_maps(maps: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean and std of every tapped map over space (within the mask, resized to each map)."""
+def _pool_maps(maps: list[torch.Tensor], mask: torch.Tensor | None = None, with_max: bool = False) -> torch.Tensor:
+    """Mean and std of every tapped map over space (within the mask, resized to each map); with
+    `with_max` also its maximum there, where something that fills a small part of the view (a wisp
+    of smoke, a hot spot) shows as strongly as where it fills all of it."""
     out = []
     # In float32: under bfloat16 autocast E[x^2] - E[x]^2 would cancel to noise. Over the
     # (B, HW, C) view of a channels_last map, the moments are a mean over one dimension, or two
@@ -223,12 +225,17 @@ def _pool_maps(maps: list[torch.Tensor], mask: torch.Tensor | None = None) -> to
             x = m.float().permute(0, 2, 3, 1).flatten(1, 2)
             if mask is None:
                 mean, square = x.mean(1), (x * x).mean(1)
+                peak = x.amax(1) if with_max else None
             else:
-                weight = (F.adaptive_avg_pool2d(mask, [h, w]) > 0.5).float().flatten(2) + 1e-3  # (B, 1, HW)
+                inside = F.adaptive_avg_pool2d(mask, [h, w]) > 0.5  # (B, 1, HW)
+                weight = inside.float().flatten(2) + 1e-3
                 weight = weight / weight.sum(-1, keepdim=True)
                 mean, square = torch.bmm(weight, x).squeeze(1), torch.bmm(weight, x * x).squeeze(1)
+                if with_max:  # over the whole map where the mask leaves nothing of it, as the weights do
+                    inside = inside.flatten(2).transpose(1, 2) | ~inside.flatten(1).any(1)[:, None, None]
+                    peak = x.masked_fill(~inside, float("-inf")).amax(1)
             var = (square - mean * mean).clamp_min(0.0)
-            out.append(torch.cat([mean, (var + 1e-6).sqrt()], dim=-1))
+            out.append(torch.cat([mean, (var + 1e-6).sqrt()] + ([peak] if with_max else []), dim=-1))
     return torch.cat(out, dim=-1)
 
 
@@ -242,7 +249,7 @@ class QualityNet(nn.Module):
     def __init__(self, tasks: tuple[str, ...], widths: tuple[int, ...] = (16, 32, 48, 64, 96),
                  taps: tuple[int, ...] = (1, 2, -1), hidden: int = 192, aux_hidden: int = 64, directional_hidden: int = 64,
                  num_nss: int = 33, scale_ratios: bool = False, patch_shapes: bool = False, directional_mix: bool = False,
-                 patch_aux: int = 0, input_cfg: InputConfig | None = None):
+                 patch_aux: int = 0, context_max: bool = False, input_cfg: InputConfig | None = None):
         super().__init__()
         self.tasks = tuple(tasks)
         self.input_cfg = input_cfg or InputConfig()
@@ -253,7 +260,10 @@ class QualityNet(nn.Module):
         self.directional_mlp = nn.Sequential(nn.BatchNorm1d(self.directional.num_features),
                                              nn.Linear(self.directional.num_features, directional_hidden), nn.ReLU(inplace=True))
         self.directional_presence = nn.Linear(directional_hidden, len(self.tasks))
-        self.neck = nn.Sequential(nn.Linear(6 * c + directional_hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(0.1))
+        # With `context_max` the context view is pooled by its maximum too (_pool_maps).
+        self.context_max = context_max
+        self.neck = nn.Sequential(nn.Linear((7 if context_max else 6) * c + directional_hidden, hidden),
+                                  nn.ReLU(inplace=True), nn.Dropout(0.1))
         self.presence = nn.Linear(hidden, len(self.tasks))
         # Set by `scopewatch calibrate` (training.calibrate), never trained: the directional
         # pathway's presence logits added into the presence logits, fitted on validation clips.
@@ -283,10 +293,10 @@ class QualityNet(nn.Module):
     def forward_features(self, patches: torch.Tensor, context: torch.Tensor, mask: torch.Tensor, energy=None):
         """patches (B, K, P, P, 3) uint8; context (B, Hc, Wc, 3) uint8; mask (B, Hc, Wc) in [0, 1];
         `energy`: the patches' directional energies when already computed. Returns the fused frame
-        vector (B, 6C + directional_hidden) and per-patch pooled features (B, K, 2C)."""
+        vector (B, 6C + directional_hidden; 7C with `context_max`) and per-patch pooled features (B, K, 2C)."""
         b, k = patches.shape[:2]
         per_patch = _pool_maps(self.trunk(self._normalise(patches.flatten(0, 1)))).view(b, k, -1)
-        ctx = _pool_maps(self.trunk(self._normalise(context)), mask[:, None].float())
+        ctx = _pool_maps(self.trunk(self._normalise(context)), mask[:, None].float(), with_max=self.context_max)
         across = _mean_std(per_patch.transpose(1, 2), (2,))
         energy = self.directional.energies(patches) if energy is None else energy
         directional = self.directional_mlp(self.directional.pooled(energy))

@@ -158,6 +158,39 @@ def test_the_pooled_moments_are_those_of_the_maps():
         assert torch.allclose(_half_resolution(x), F.avg_pool2d(x, 2), atol=1e-6)
 
 
+def test_the_pooled_maximum_is_the_maps_within_the_mask():
+    """`with_max` appends each map's maximum over the valid part (over the whole map where nothing
+    is valid, as the weights then do): a bright spot outside the field of view does not count."""
+    from model.network import _pool_maps
+    torch.manual_seed(0)
+    m = torch.rand(2, 4, 12, 20).contiguous(memory_format=torch.channels_last)
+    m[:, :, 0, 15] = 9.0  # a spot in the right half, outside frame 0's valid part
+    mask = torch.zeros(2, 1, 12, 20)
+    mask[0, :, :, :10] = 1.0
+    pooled = _pool_maps([m], mask, with_max=True)
+    assert pooled.shape == (2, 12) and torch.equal(pooled[:, :8], _pool_maps([m], mask))
+    assert torch.allclose(pooled[0, 8:], m[0, :, :, :10].amax((1, 2)))
+    assert torch.allclose(pooled[1, 8:], torch.full((4,), 9.0))  # nothing valid: the whole map
+    assert torch.allclose(_pool_maps([m], with_max=True)[:, 8:], m.amax((2, 3)))
+
+
+def test_a_context_maximum_is_rebuilt_from_its_checkpoint(tmp_path, scene_frame):
+    torch.manual_seed(0)
+    model = create_model("scopewatch_lap5_small", tasks=DEFAULT_TASKS, context_max=True).eval()
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "m.pt")).eval()
+    assert loaded.model_args["context_max"] is True and loaded.context_max
+    a, b = (Predictor(m, "cpu").predict([scene_frame])[0] for m in (model, loaded))
+    assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
+    x = extract(scene_frame, model.input_cfg)
+    with torch.no_grad():
+        fused, _ = loaded.forward_features(torch.as_tensor(x.patches[None]), torch.as_tensor(x.context[None]),
+                                           torch.as_tensor(x.mask[None].astype(np.float32)))
+    c = loaded.trunk.out_channels  # patches' mean and std across patches 4C, the context 3C, the directional pathway
+    assert fused.shape == (1, 7 * c + loaded.directional_presence.in_features)
+    [p] = Predictor(loaded, "cpu").predict([scene_frame], with_map=True)  # the map reads the context's part of it
+    assert p.patch_map["smoke"].shape == (8,)
+
+
 def test_directional_energy_tells_a_motion_streak_from_a_defocus_disk(scene_frame):
     """Motion blur leaves one direction with much less fine detail than the others; defocus takes
     detail away evenly."""

@@ -58,7 +58,7 @@ def test_short_training_learns_to_separate_one_distortion(tmp_path):
     assert [h["step"] for h in history] == [75, 150]
     model = load_checkpoint(best)
     assert list(model.checkpoint_meta["training"]["tasks"]) == ["defocus_blur"]
-    assert model.model_args == {"scale_ratios": True, "patch_shapes": False} and model.directional.scale_ratios  # rebuilt as trained
+    assert model.model_args == {"scale_ratios": True, "patch_shapes": False, "context_max": False} and model.directional.scale_ratios  # rebuilt as trained
     pred = Predictor(model, "cpu")
     scenes = [ProceduralScene(s, (640, 360)) for s in (500, 501, 502, 503)]
     frames, labels = [], []
@@ -242,3 +242,13 @@ def test_quality_rank_weight_adds_the_order_loss_to_the_total():
     assert "quality_rank" not in plain
     assert ranked["quality_rank"].item() == pytest.approx(F.softplus(torch.tensor(2.0)).item())
     assert ranked["loss"].item() == pytest.approx(plain["loss"].item() + 0.5 * ranked["quality_rank"].item())
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "training" / "ablations").glob("*.json")), ids=lambda p: p.stem)
+def test_every_ablation_changes_a_setting_the_recipe_has(path):
+    """`scopewatch train --config` refuses a setting it does not know: a typo in an ablation would
+    only show when its run starts."""
+    TrainConfig.from_json(path)
+    changed = json.loads(path.read_text())
+    assert path.stem == "control" or changed, "an ablation other than the control changes something"
+    assert "out" not in changed  # the run's folder is the command line's, never the file's

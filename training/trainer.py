@@ -106,6 +106,9 @@ class TrainConfig:
     directional_weight: float = 0.5  # presence from the directional-energy pathway alone (deep supervision)
     scale_ratios: bool = True  # directional energies also as fine/coarse ratios (model.network.DirectionalEnergy)
     patch_shapes: bool = False  # and each patch's own directional shape, averaged over patches (same class)
+    # The context view pooled by its maximum as well as its mean and std (model.network.QualityNet):
+    # the val smoke the model misses lies in one part of the view, which a mean over the view dilutes.
+    context_max: bool = False
     scene_shading: float = 0.4  # share of clean content shaded by its own relief (training.dataset.scene_shading)
     severity_skew: float = 1.7  # > 1: more training distortions at the faint end (training.dataset.draw_severity)
     # [low, high]: each smoky sample's faintest opacity drawn between them, so that smoke thinner than
@@ -349,7 +352,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         log.info("resuming %s at step %d (best score %.4f)", out / "last.pt", step, best)
     else:
         model = create_model(cfg.model, cfg.tasks, scale_ratios=cfg.scale_ratios, patch_shapes=cfg.patch_shapes,
-                             input_cfg=InputConfig(placement=cfg.placement), patch_aux=len(cfg.patch_tasks) if cfg.patch_route == "own" else None).train()
+                             context_max=cfg.context_max, input_cfg=InputConfig(placement=cfg.placement), patch_aux=len(cfg.patch_tasks) if cfg.patch_route == "own" else None).train()
         model.nss_mean, model.nss_std = nss_statistics(train_contents, cfg, model.input_cfg)
     model = model.to(device, memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]

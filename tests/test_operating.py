@@ -27,6 +27,21 @@ def test_with_val_footage_it_is_lowered_to_the_middle_of_what_detects_most_and_s
     assert choose(clean, [strong, hidden])["threshold"] == 0.5
 
 
+def test_a_lower_floor_lets_a_model_that_scores_real_frames_low_be_fitted_between_them():
+    clean = np.array([0.02, 0.05, 0.067])
+    faint = np.array([0.09, 0.12, 0.14, 0.3])  # half its frames up to 0.14
+    assert choose(clean, [faint])["threshold"] == 0.5  # below the default floor: nothing to lower to
+    r = choose(clean, [faint], lowest=0.05)
+    assert r["threshold"] == pytest.approx((0.07 + 0.14) / 2, abs=0.011) and "1 of 1" in r["how"]
+
+
+def test_the_command_line_floor_is_the_default_one():
+    from apps.cli import build_parser
+    from training.operating import LOWEST
+    args = build_parser().parse_args(["operating-points", "--weights", "w.pt", "--out", "o.pt"])
+    assert args.lowest == LOWEST and not args.refit
+
+
 def test_folding_moves_the_decision_to_0_5_where_the_threshold_was():
     torch.manual_seed(0)
     model = create_model("scopewatch_lap5_small").eval()

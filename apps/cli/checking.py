@@ -160,8 +160,10 @@ def cmd_operating_points(args) -> int:
     import numpy as np
     from model import CheckpointError, load_checkpoint, save_checkpoint
     from model.predict import Predictor
-    from training.operating import choose_all, fold
+    from training.operating import choose_all, fold, unfold
 
+    if not 0.0 < args.lowest < 0.95:
+        raise UsageError(f"--lowest {args.lowest}: a threshold between 0 and 0.95")
     check_data(args.data)
     try:
         model = load_checkpoint(args.weights)
@@ -169,7 +171,11 @@ def cmd_operating_points(args) -> int:
         raise UsageError(str(e)) from None
     meta = model.checkpoint_meta
     if "operating_points" in meta["metrics"]:
-        raise UsageError(f"{args.weights}: its operating points are already fitted; fit those of the checkpoint before")
+        if not args.refit:
+            raise UsageError(f"{args.weights}: its operating points are already fitted; fit those of the checkpoint "
+                             "before, or take them out and fit anew with --refit")
+        unfold(model)
+        meta["metrics"] = {k: v for k, v in meta["metrics"].items() if k != "operating_points"}
     cfg = run_config(args, "recorded")
     seen: list = []
     check_real("val", args.data, Predictor(model, cfg.model.device), cfg, progress=not args.quiet, seen=seen)
@@ -178,10 +184,10 @@ def cmd_operating_points(args) -> int:
              for t in tasks}
     degraded = {t: [np.array([p[t] for _, o in obs for p in o.probabilities]) for item, obs in seen
                     if item.present == t and any(o.probabilities for _, o in obs)] for t in tasks}
-    chosen = choose_all(tasks, clean, degraded, clean_budget=args.clean_budget)
+    chosen = choose_all(tasks, clean, degraded, clean_budget=args.clean_budget, lowest=args.lowest)
     fold(model, {t: c["threshold"] for t, c in chosen.items()})
     record = {"data": str(args.data), "split": "val", "clean_frames": int(len(next(iter(clean.values())))),
-              "clean_budget": args.clean_budget, "chosen": chosen}
+              "clean_budget": args.clean_budget, "lowest": args.lowest, "chosen": chosen}
     save_checkpoint(model, args.out, training=meta["training"], metrics={**meta["metrics"], "operating_points": record},
                     extra=meta["extra"])
     print(f"operating points on the val footage ({record['clean_frames']} clean frames, at most "
@@ -226,6 +232,11 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
     p.add_argument("--clean-budget", type=float, default=0.01,
                    help="share of val clean frames one distortion may alarm on (default 0.01)")
+    p.add_argument("--lowest", type=float, default=0.2,
+                   help="no threshold below this (default 0.2: lower, a threshold fitted on a few dozen clean "
+                        "frames would fit their noise; lower it only for a model whose val frames rank well below it)")
+    p.add_argument("--refit", action="store_true",
+                   help="weights whose operating points are already fitted: take them out and fit anew")
     add_real_run_args(p)
     p.set_defaults(run=cmd_operating_points)
 

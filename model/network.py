@@ -227,7 +227,7 @@ def _pool_maps(maps: list[torch.Tensor], mask: torch.Tensor | None = None, with_
                 mean, square = x.mean(1), (x * x).mean(1)
                 peak = x.amax(1) if with_max else None
             else:
-                inside = F.adaptive_avg_pool2d(mask, [h, w]) > 0.5  # (B, 1, HW)
+                inside = F.adaptive_avg_pool2d(mask, [h, w]) > 0.5  # (B, 1, h, w)
                 weight = inside.float().flatten(2) + 1e-3
                 weight = weight / weight.sum(-1, keepdim=True)
                 mean, square = torch.bmm(weight, x).squeeze(1), torch.bmm(weight, x * x).squeeze(1)
@@ -260,7 +260,6 @@ class QualityNet(nn.Module):
         self.directional_mlp = nn.Sequential(nn.BatchNorm1d(self.directional.num_features),
                                              nn.Linear(self.directional.num_features, directional_hidden), nn.ReLU(inplace=True))
         self.directional_presence = nn.Linear(directional_hidden, len(self.tasks))
-        # With `context_max` the context view is pooled by its maximum too (_pool_maps).
         self.context_max = context_max
         self.neck = nn.Sequential(nn.Linear((7 if context_max else 6) * c + directional_hidden, hidden),
                                   nn.ReLU(inplace=True), nn.Dropout(0.1))

@@ -252,3 +252,14 @@ def test_every_ablation_changes_a_setting_the_recipe_has(path):
     changed = json.loads(path.read_text())
     assert path.stem == "control" or changed, "an ablation other than the control changes something"
     assert "out" not in changed  # the run's folder is the command line's, never the file's
+
+
+def test_the_data_seed_draws_what_the_run_is_shown():
+    from training.trainer import load_contents, nss_statistics
+    contents = load_contents(("procedural:0-2",), 0)
+    input_cfg = create_model("scopewatch_lap5_small").input_cfg
+    shown = {name: nss_statistics(contents, cfg, input_cfg, n=4)[0]
+             for name, cfg in (("recipe", TrainConfig(seed=0)), ("another start", TrainConfig(seed=5, data_seed=0)),
+                               ("another seed", TrainConfig(seed=5)))}
+    assert torch.equal(shown["recipe"], shown["another start"])  # the same samples, whatever the weights start from
+    assert not torch.equal(shown["recipe"], shown["another seed"])

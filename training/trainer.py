@@ -131,6 +131,11 @@ class TrainConfig:
     precision: str = "auto"  # auto: bfloat16 autocast where the hardware computes it natively, else fp32
     compile: bool = True  # torch.compile the training step's forward (fused kernels; eager if it fails)
     seed: int = 0
+    # The seed of what the run is shown (the content's crops, the sample stream, the NSS statistics);
+    # None: `seed`, which then also draws only the initial weights. Two runs that differ in one of
+    # the two tell whether a seed's luck is its start or its samples (context_max's two seeds
+    # part by step 800: reports/ablation/README.md).
+    data_seed: int | None = None
     out: str = "runs/default"
 
     @classmethod
@@ -149,6 +154,10 @@ class TrainConfig:
     def patch_route(self) -> str | None:
         """Which head the per-patch loss trains ("presence" or "own"), None without `patch_tasks`."""
         return self.patch_head if self.patch_tasks else None
+
+    @property
+    def sample_seed(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
 
     def generator_choice(self) -> dict[str, tuple[str, ...]]:
         return {name: tuple(gens) for name, gens in self.generators.items()}
@@ -305,7 +314,7 @@ def fixed_batches(contents, cfg: TrainConfig, input_cfg, seed: int) -> list[dict
 
 
 def nss_statistics(contents, cfg: TrainConfig, input_cfg, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    ds = cfg.dataset(contents, input_cfg, cfg.seed + 777, length=n)
+    ds = cfg.dataset(contents, input_cfg, cfg.sample_seed + 777, length=n)
     feats = torch.cat([s["nss"] for s in ds])
     return feats.mean(0), feats.std(0).clamp_min(1e-3)
 
@@ -337,8 +346,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     device = resolve_device(cfg.device)
     dtype = autocast_dtype(cfg.precision, device)
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - cfg.workers))
-    train_contents = load_contents(cfg.train_content, cfg.seed)
-    val_contents = load_contents(cfg.val_content, cfg.seed)
+    train_contents = load_contents(cfg.train_content, cfg.sample_seed)
+    val_contents = load_contents(cfg.val_content, cfg.sample_seed)
     log.info("content: %d training sources, %d validation sources; training on %s in %s%s",
              len(train_contents), len(val_contents), device, "bfloat16 autocast" if dtype else "float32",
              ", compiled" if cfg.compile else "")
@@ -370,8 +379,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     # (fixed_batches), so runs of different severity_skew, smoke_floor or soft_capture compare too.
     val = fixed_batches(val_contents, cfg, model.input_cfg, seed=VAL_SEED)
     # The stream's seed includes the step, so a resumed run continues with fresh samples.
-    degraded = [(c, source.present) for source, c in open_degraded((640, 360), cfg.seed)] if cfg.real_degraded else []
-    stream = cfg.dataset(train_contents, model.input_cfg, cfg.seed * 1_000_003 + step, severity_skew=cfg.severity_skew,
+    degraded = [(c, source.present) for source, c in open_degraded((640, 360), cfg.sample_seed)] if cfg.real_degraded else []
+    stream = cfg.dataset(train_contents, model.input_cfg, cfg.sample_seed * 1_000_003 + step, severity_skew=cfg.severity_skew,
                          smoke_floor=cfg.smoke_floor, p_soft=cfg.soft_capture, degraded=degraded, p_degraded=cfg.real_degraded)
     loader = iter(DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,
                              persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None,

@@ -57,6 +57,22 @@ def test_onnx_runtime_gives_what_torch_gives_on_real_laparoscopy(exported, predi
     assert_same(exported, predictor, decoded(surgical("real_clean_video/cholec_endo_720p.mp4"), 6))
 
 
+def test_a_context_maximum_exports_too(tmp_path):
+    """The masked maximum (`context_max`) in ONNX Runtime: on frames with a black side outside the
+    field of view and on one with no field of view at all (the whole map then counts)."""
+    import torch
+    from model import create_model, save_checkpoint
+    from model.export import export_onnx
+    torch.manual_seed(0)
+    weights = save_checkpoint(create_model("scopewatch_lap5_small", context_max=True), tmp_path / "m.pt")
+    predictor = Predictor(load_checkpoint(weights), "cpu")
+    export_onnx(load_checkpoint(weights), tmp_path / "m.onnx")
+    frames = decoded(write_video(tmp_path / "scene.mp4", size=(640, 360), n=3), 3)
+    frames[1][:, :240] = 0
+    frames[2][:] = 4
+    assert_same(tmp_path / "m.onnx", predictor, frames)
+
+
 def test_the_graph_says_what_it_is(exported):
     model = load_checkpoint(weights_path(DEFAULT_MODEL))
     meta = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}

@@ -56,3 +56,22 @@ def test_folding_moves_the_decision_to_0_5_where_the_threshold_was():
             logit_a = np.log(a.probabilities[task] / (1 - a.probabilities[task]))
             assert logit_a == pytest.approx(logit_b - np.log(t / (1 - t)), abs=1e-3)
         assert a.probabilities["motion_blur"] == pytest.approx(b.probabilities["motion_blur"], abs=1e-6)
+
+
+def test_refitting_the_shipped_weights_on_val_finds_their_own_operating_points(tmp_path):
+    """`--refit` takes the fitted thresholds back out before fitting: on the same val footage it
+    lands where the shipped weights were fitted, and a second fit without it is refused."""
+    from conftest import surgical
+    from helpers import run_cli
+    from model import load_checkpoint
+    from model.factory import DEFAULT_MODEL, weights_path
+    surgical("val_smoke")
+    shipped = weights_path(DEFAULT_MODEL)
+    refused = run_cli("operating-points", "--weights", str(shipped), "--out", str(tmp_path / "x.pt"))
+    assert refused.returncode == 2 and "--refit" in refused.stderr and not (tmp_path / "x.pt").exists()
+    r = run_cli("operating-points", "--weights", str(shipped), "--out", str(tmp_path / "refit.pt"), "--refit", "-q")
+    assert r.returncode == 0, r.stderr
+    chosen = {t: c["threshold"] for t, c in
+              load_checkpoint(tmp_path / "refit.pt").checkpoint_meta["metrics"]["operating_points"]["chosen"].items()}
+    assert chosen == {t: c["threshold"] for t, c in
+                      load_checkpoint(shipped).checkpoint_meta["metrics"]["operating_points"]["chosen"].items()}

@@ -174,8 +174,7 @@ def cmd_operating_points(args) -> int:
         if not args.refit:
             raise UsageError(f"{args.weights}: its operating points are already fitted; fit those of the checkpoint "
                              "before, or take them out and fit anew with --refit")
-        unfold(model)
-        meta["metrics"] = {k: v for k, v in meta["metrics"].items() if k != "operating_points"}
+        unfold(model)  # the new record replaces the old one in the metrics written below
     cfg = run_config(args, "recorded")
     seen: list = []
     check_real("val", args.data, Predictor(model, cfg.model.device), cfg, progress=not args.quiet, seen=seen)

@@ -82,12 +82,7 @@ logo: setup $(LOGO_TEST)/labels.csv
 	    --held-out $(LOGO_RUN)/eval_held_out/evaluation.json --out reports/logo/round$(LOGO_ROUND).md
 
 # One-factor ablation (issue 18; training/ablation.py): the make-weights recipe with one setting changed
-# (training/ablations/$(ABLATION).json: control, no_nuisances, no_real_content, faint_skew, small_frames,
-# mixed_patches, long_training, local_smoke, patch_smoke, patch_smoke_own, real_smoke, short_training,
-# backscatter, backscatter_seed1, small_net, no_faint_smoke, patch_shapes, patch_shapes_seed1, patch_shapes_seed2,
-# soft_capture, seed1, seed2, cast_in_camera, cast_in_camera_seed1, veil_free_cast,
-# veil_free_cast_seed1, quality_rank, quality_rank_seed1, context_max, context_max_seed1,
-# context_max_start1, context_max_data1),
+# (training/ablations/$(ABLATION).json, one file an ablation, the file's name its name; `control` changes nothing),
 # scored as the shipped weights were chosen (snapshot ABLATION_STEP, 01200 like the shipped weights,
 # with val operating points) on val, eval (reported only) and the synthetic test; the
 # table of every run scored at that step goes to reports/ablation/issue18_step$(ABLATION_STEP).md.

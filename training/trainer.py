@@ -132,9 +132,9 @@ class TrainConfig:
     compile: bool = True  # torch.compile the training step's forward (fused kernels; eager if it fails)
     seed: int = 0
     # The seed of what the run is shown (the content's crops, the sample stream, the NSS statistics);
-    # None: `seed`, which then also draws only the initial weights. Two runs that differ in one of
-    # the two tell whether a seed's luck is its start or its samples (context_max's two seeds
-    # part by step 800: reports/ablation/README.md).
+    # None: `seed`. When set, `seed` draws only the initial weights: two runs that differ in one of
+    # the two tell whether a seed's luck is its start or its samples (for the val light smoke it is
+    # the start: reports/ablation/README.md).
     data_seed: int | None = None
     out: str = "runs/default"
 

@@ -123,6 +123,8 @@ def test_ship_scores_candidates_on_val_and_the_test_set_and_installs_only_a_pass
     assert {c["rule"].split(" (")[0].split(",")[0] for c in candidate["checks"]} >= {
         "val clean frames with any alarm", "val smoke recall", "synthetic test micro_f1"}
     assert record["shipped"]["weights"] == str(tiny_weights)  # the weights in place are scored the same way
+    same = candidate["against_shipped"]["micro_f1"]  # the candidate is the shipped checkpoint: clip by clip the same
+    assert (same["difference"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
     passed = candidate["failed"] == 0
     assert r.returncode == (0 if passed else 1), r.stderr
     assert installed.exists() == passed

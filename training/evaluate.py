@@ -8,7 +8,7 @@ mean predicted quality, like the LVQ challenge scored whole clips. Reports the I
 (micro-F1 over all clips and over single-distortion clips, exact-match accuracy), per-distortion
 precision/recall/F1, severity accuracy (exact and within one level), quality SROCC/PLCC/KROCC/RMSE
 against the FR target and its mean error by distortion (clean and single-distortion clips), and
-model throughput. Writes JSON and a Markdown report.
+model throughput. Writes JSON (with each clip's decisions) and a Markdown report.
 """
 from __future__ import annotations
 
@@ -111,6 +111,9 @@ def evaluate(predictor: Predictor, data: Path, frames_per_clip: int = 8, progres
     if all(q is not None for q in targets):
         report["quality"] = quality_metrics(np.array(quals), np.array(targets))
         report["quality"]["bias"] = quality_bias(items, quals, tasks)
+    # Per clip, so that two models' figures on this set can be compared clip by clip (`scopewatch ship`).
+    report["decisions"] = {"clips": [it.path.name for it in items], "present": y_true.astype(int).tolist(),
+                           "called": y_pred.astype(int).tolist()}
     report["frames_per_s"] = clips["frames"] / clips["seconds"] if clips["seconds"] else float("nan")
     report["device"], report["precision"] = str(predictor.device), predictor.precision
     return report

@@ -90,6 +90,26 @@ def test_training_resumes_from_last_checkpoint(tmp_path):
     assert any(not torch.equal(raw[k], average[k]) for k in raw if raw[k].is_floating_point())
 
 
+@pytest.mark.slow
+def test_a_run_stopped_early_is_the_whole_run_up_to_there_and_resumes(tmp_path):
+    def cfg(out):
+        return TrainConfig(model="scopewatch_lap5_small", tasks=("noise",), train_content=("procedural:0-2",),
+                           val_content=("procedural:100-101",), steps=20, batch_size=8, warmup=2, val_every=10,
+                           val_samples=8, workers=0, compile=False, snapshot_every=10, out=str(tmp_path / out))
+    train(cfg("whole"), progress=False)
+    train(cfg("early"), progress=False, stop_at=15)
+    history = json.loads((tmp_path / "early" / "history.json").read_text())
+    assert [h["step"] for h in history] == [10, 15]  # the step it stops at is validated and saved
+    assert torch.load(tmp_path / "early" / "last.pt", weights_only=True)["extra"]["step"] == 15
+    whole, early = (torch.load(tmp_path / r / "snapshots" / "step_00010.pt", weights_only=True)["state_dict"]
+                    for r in ("whole", "early"))
+    assert all(torch.equal(whole[k], early[k]) for k in whole)  # same schedule: the same network at step 10
+    train(cfg("early"), resume=True, progress=False)
+    assert [h["step"] for h in json.loads((tmp_path / "early" / "history.json").read_text())] == [10, 15, 20]
+    with pytest.raises(ValueError, match="stop_at must be a step from 1 to steps"):
+        train(cfg("bad"), progress=False, stop_at=21)
+
+
 def test_precision_setting_picks_bfloat16_only_where_native():
     cpu = torch.device("cpu")
     assert autocast_dtype("fp32", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
@@ -196,6 +216,7 @@ def test_a_settings_file_with_a_bad_setting_is_one_line(tmp_path, settings, mess
     (["--ema-decay", "1"], "ema_decay must be in [0, 1)"),
     (["--severity-skew", "0"], "severity_skew must be positive"),
     (["--generators", "smoke=fog"], "smoke has no generator fog"),
+    (["--steps", "100", "--stop-at", "200"], "stop_at must be a step from 1 to steps (100), got 200"),
     *([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA GPU")]),
 ])
 def test_bad_training_settings_give_one_line_and_exit_2(tmp_path, args, message):

@@ -319,7 +319,12 @@ def nss_statistics(contents, cfg: TrainConfig, input_cfg, n: int = 256) -> tuple
     return feats.mean(0), feats.std(0).clamp_min(1e-3)
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> Path:
+    """Train `cfg` into `cfg.out` (best.pt, snapshots, a resumable last.pt); with `stop_at`, stop
+    after that step, validated and saved, on the schedule of the whole run (`cfg.steps`), so that
+    `resume` later continues it as if it had not stopped but for fresh samples."""
+    if stop_at is not None and not 0 < stop_at <= cfg.steps:
+        raise ValueError(f"stop_at must be a step from 1 to steps ({cfg.steps}), got {stop_at}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     if not 0.0 <= cfg.scene_shading <= 1.0:
@@ -390,7 +395,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     history = [h for h in history if h["step"] <= step]
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not progress)
     t0 = time.time()
-    while step < cfg.steps:
+    end = stop_at or cfg.steps
+    while step < end:
         for g in opt.param_groups:
             g["lr"] = get_lr(step, cfg)
         batch = to_device(next(loader), device)
@@ -404,7 +410,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         step += 1
         bar.update(1)
         bar.set_postfix({k: f"{v.item():.3f}" for k, v in parts.items()})
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        if step % cfg.val_every == 0 or step == end:
             m = evaluate_batches(average, val, cfg)
             history.append({"step": step, "elapsed_s": round(time.time() - t0, 1),
                             **{k: v for k, v in m.items() if k != "per_task"}})

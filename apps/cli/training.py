@@ -88,7 +88,7 @@ def cmd_train(args) -> int:
     if cfg.model not in MODELS:
         raise UsageError(MODELS.unknown_message(cfg.model))
     try:
-        best = train(cfg, resume=args.resume, progress=not args.quiet)
+        best = train(cfg, resume=args.resume, progress=not args.quiet, stop_at=args.stop_at)
     except ValueError as e:
         raise UsageError(str(e)) from None
     print(f"best checkpoint: {best}")
@@ -221,6 +221,9 @@ def register(sub) -> None:
     add_generators_arg(p, "train each named distortion on these generators only, e.g. to leave one out "
                           "(default: all but those drawn only when named)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--stop-at", type=positive(int), metavar="STEP",
+                   help="stop after this step (validated and saved; the learning-rate schedule stays that of "
+                        "--steps), e.g. to compare starts early and --resume the one to finish")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_train)
 

@@ -52,3 +52,29 @@ def test_faint_smoke_without_the_data_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "training.faint_smoke", "--data", str(tmp_path / "none")],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "no such folder" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_starts_are_ranked_on_the_val_pairs_and_the_best_is_chosen(tmp_path, tiny_weights):
+    import torch
+    from model import create_model, save_checkpoint
+
+    data = surgical("val_smoke").parent
+    torch.manual_seed(1)
+    other = save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path / "other.pt")
+    r = subprocess.run([sys.executable, "-m", "training.starts", str(tiny_weights), str(other), "--data", str(data),
+                        "--out", str(tmp_path / "starts")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "starts" / "starts.json").read_text())
+    aucs = {s["weights"]: s["auc"] for s in report["starts"]}
+    assert set(aucs) == {str(tiny_weights), str(other)} and all(0.0 <= a <= 1.0 for a in aucs.values())
+    # Two networks from different initial weights read the pairs differently; the better is chosen.
+    assert report["chosen"] == max(aucs, key=aucs.get) and r.stdout.strip().splitlines()[-1] == f"chosen: {report['chosen']}"
+    row = next(s for s in report["starts"] if s["weights"] == str(tiny_weights))
+    pairs = next(x for x in row["real"] if "pairs_added_smoke" in x["item"])
+    assert pairs["auc_score"] == row["auc"] and row["clear_frames"] == 62
+
+
+def test_starts_with_a_missing_snapshot_is_one_line(tmp_path, tiny_weights):
+    r = subprocess.run([sys.executable, "-m", "training.starts", str(tiny_weights), str(tmp_path / "none.pt")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "no such snapshot" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -105,23 +105,29 @@ def dark_means(frames: list[np.ndarray]) -> np.ndarray:
     return np.array([dark_channel_mean(f) for f in frames])
 
 
-def run(predictor, data: Path, seed: int = 0) -> dict:
-    views = val_views(data)
-    report = {"data": str(data), "weights": predictor.name, "measure": f"mean dark channel rise, {DARK_WINDOW} px "
-              f"window at {MEASURE_SHORT_SIDE} px", "real": [], "synthetic": []}
+def real_separability(predictor, views: list[View]) -> tuple[list[dict], int]:
+    """Per val view, its smoke's lift, the share called and the three AUCs against every clear
+    frame of every view; and how many clear frames those are."""
     clear_dark = [dark_means(v.clear) for v in views]
     every_clear_dark = np.concatenate(clear_dark) if views else np.zeros(0)
     clear_scores, clear_patch, _ = smoke_read(predictor, [f for v in views for f in v.clear])
-    report["clear_frames"] = len(clear_scores)
-    bases = []
+    rows = []
     for v, clear in zip(views, clear_dark):
         smoky = dark_means(v.smoky)
         lift = smoky - (clear if v.pairs else float(np.median(clear)))
         scores, patch, called = smoke_read(predictor, v.smoky)
-        report["real"].append({"item": v.name, "frames": len(v.smoky), "lift_median": float(np.median(lift)),
-                               "called": called, "auc_score": roc_auc(clear_scores, scores),
-                               "auc_patch": roc_auc(clear_patch, patch), "auc_dark": roc_auc(every_clear_dark, smoky)})
-        bases += evenly(v.clear, CLEAR_FRAMES)
+        rows.append({"item": v.name, "frames": len(v.smoky), "lift_median": float(np.median(lift)),
+                     "called": called, "auc_score": roc_auc(clear_scores, scores),
+                     "auc_patch": roc_auc(clear_patch, patch), "auc_dark": roc_auc(every_clear_dark, smoky)})
+    return rows, len(clear_scores)
+
+
+def run(predictor, data: Path, seed: int = 0) -> dict:
+    views = val_views(data)
+    report = {"data": str(data), "weights": predictor.name, "measure": f"mean dark channel rise, {DARK_WINDOW} px "
+              f"window at {MEASURE_SHORT_SIDE} px", "real": [], "synthetic": []}
+    report["real"], report["clear_frames"] = real_separability(predictor, views)
+    bases = [f for v in views for f in evenly(v.clear, CLEAR_FRAMES)]
     base_dark = dark_means(bases)
     smoke = create_distortion("smoke")
     rng = np.random.default_rng(seed)

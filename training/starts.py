@@ -6,6 +6,9 @@ the smoke score against the 62 clear val frames, 0.75 to 0.85), and their finish
 those pairs in the same order (reports/ablation/README.md, "The recipe's starts at step 800").
 The score is `training.faint_smoke`'s, on val only; the snapshots are the runs' weight averages
 at that step (`scopewatch train --stop-at STEP` writes them; `--resume` finishes the chosen one).
+Measured, not adopted: the chosen start, finished, ranked the pairs best (0.90) but detected fewer
+of them at its val operating point than the same seed trained without a stop, so `make weights`
+does not choose starts ("Seed 2 finished from the chosen start").
 
     python -m training.starts SNAPSHOT [SNAPSHOT ...] [--data ../shared/data/surgical] [--out DIR]
 

@@ -132,7 +132,7 @@ def cmd_ship(args) -> int:
         found = shipping.checks(val, synthetic, reference or synthetic)
         return ({"weights": str(weights), "checks": shipping.as_dicts(found), "val": val,
                  "synthetic": {k: synthetic[k] for k in ("micro_f1", "exact_match")},
-                 "against_shipped": reference and shipping.synthetic_against(synthetic, reference),
+                 "against_shipped": shipping.synthetic_against(synthetic, reference) if reference else None,
                  "failed": sum(not c.passed for c in found), "rank": shipping.rank_key(val)}, synthetic)
 
     try:

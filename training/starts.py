@@ -20,22 +20,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from model.checkpoint import CheckpointError
-from model.predict import load_predictor
 from training.faint_smoke import real_separability, val_views
-from training.realcheck import DEFAULT_DATA, write_report
+from training.realcheck import DEFAULT_DATA, report_predictor, write_report
 
 SCORED_ITEM = "pairs_added_smoke"  # the val item whose light smoke the starts are ranked on
 
 
-def score_starts(snapshots: list[Path], data: Path) -> list[dict]:
+def score_starts(predictors: dict[str, object], data: Path) -> list[dict]:
     """Each snapshot's AUC on the val pairs' light smoke, and its rows for every val smoke view."""
     views = val_views(data)
     scored = []
-    for path in snapshots:
-        rows, clear = real_separability(load_predictor(str(path), "auto", "float32"), views)
+    for path, predictor in predictors.items():
+        rows, clear = real_separability(predictor, views)
         pairs = next(r for r in rows if SCORED_ITEM in r["item"])
-        scored.append({"weights": str(path), "auc": pairs["auc_score"], "clear_frames": clear, "real": rows})
+        scored.append({"weights": path, "auc": pairs["auc_score"], "clear_frames": clear, "real": rows})
     return scored
 
 
@@ -66,14 +64,10 @@ def main(argv=None) -> int:
     if missing:
         print(f"{ap.prog}: error: no such snapshot: {', '.join(missing)}", file=sys.stderr)
         return 2
-    if not args.data.is_dir():
-        print(f"{ap.prog}: error: {args.data}: no such folder (the val footage is not on this machine)", file=sys.stderr)
+    predictors = {str(p): report_predictor(ap.prog, args.data, str(p)) for p in args.snapshots}
+    if None in predictors.values():
         return 2
-    try:
-        scored = score_starts(args.snapshots, args.data)
-    except (CheckpointError, OSError, ValueError) as e:
-        print(f"{ap.prog}: error: {e}", file=sys.stderr)
-        return 2
+    scored = score_starts(predictors, args.data)
     chosen = choose(scored)
     write_report(args.out, "starts", {"data": str(args.data), "item": SCORED_ITEM, "starts": scored,
                                       "chosen": chosen["weights"]}, markdown(scored, chosen))

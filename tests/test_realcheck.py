@@ -1,5 +1,6 @@
 """The real-footage check: its splits never mix, its arithmetic, and a run on the val split."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -110,26 +111,40 @@ def test_the_shipping_rule_pools_clean_items_and_needs_every_distortion_detected
 
 
 def test_ship_scores_candidates_on_val_and_the_test_set_and_installs_only_a_passing_one(tmp_path, tiny_weights):
+    import torch
+    from model import create_model, save_checkpoint
+
     data = surgical("val_smoke").parent
     testset = tmp_path / "testset"
     subprocess.run([sys.executable, "-m", "apps.cli", "synth", "--out", str(testset), "--clips", "3", "--seconds", "0.4",
                     "--fps", "5", "-q"], cwd=ROOT, check=True, capture_output=True, timeout=120)
-    installed = tmp_path / "shipped.pt"
-    r = subprocess.run([sys.executable, "-m", "apps.cli", "ship", str(tiny_weights), "--testset", str(testset),
-                        "--shipped", str(tiny_weights), "--data", str(data), "--out", str(tmp_path), "--install",
-                        str(installed), "-q"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    record = json.loads((tmp_path / "shipping.json").read_text())
+
+    def ship(candidate, out):
+        installed = out / "shipped.pt"
+        r = subprocess.run([sys.executable, "-m", "apps.cli", "ship", str(candidate), "--testset", str(testset),
+                            "--shipped", str(tiny_weights), "--data", str(data), "--out", str(out), "--install",
+                            str(installed), "-q"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        return r, json.loads((out / "shipping.json").read_text()), installed
+
+    # A rebuild of the shipped weights: clip by clip the same, and chosen as such whatever it fails.
+    r, record, installed = ship(shutil.copyfile(tiny_weights, tmp_path / "rebuilt.pt"), tmp_path / "same")
     [candidate] = record["candidates"]
     assert {c["rule"].split(" (")[0].split(",")[0] for c in candidate["checks"]} >= {
         "val clean frames with any alarm", "val smoke recall", "synthetic test micro_f1"}
     assert record["shipped"]["weights"] == str(tiny_weights)  # the weights in place are scored the same way
-    same = candidate["against_shipped"]["micro_f1"]  # the candidate is the shipped checkpoint: clip by clip the same
+    same = candidate["against_shipped"]["micro_f1"]
     assert (same["difference"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
-    passed = candidate["failed"] == 0
+    assert r.returncode == 0 and installed.exists() and "reproduced" in r.stderr, r.stderr
+    assert "(the shipped weights themselves)" in (tmp_path / "same" / "shipping.md").read_text()
+
+    torch.manual_seed(1)
+    other = save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path / "other.pt")
+    r, record, installed = ship(other, tmp_path / "other")
+    passed = record["candidates"][0]["failed"] == 0
     assert r.returncode == (0 if passed else 1), r.stderr
     assert installed.exists() == passed
     assert ("nothing installed" in r.stderr) != passed
-    assert "Shipping rule" in (tmp_path / "shipping.md").read_text()
+    assert "Shipping rule" in (tmp_path / "other" / "shipping.md").read_text()
 
 
 def test_before_and_after_table_matches_items_by_path_and_window():
@@ -181,6 +196,24 @@ def test_choosing_takes_a_passing_candidate_else_only_one_failing_less_than_the_
     assert chosen is None  # more clean alarms: recall does not buy them
     chosen, why = choose([c("a", 2, (0.0, -0.3))], c("old", 2, (0.177, -0.5)), fewer_failures=True)
     assert chosen == "a" and "ranks better on val (clean frames alarmed 0.0% against 17.7%)" in why  # quiet first
+    same, other = dict(c("rebuilt", 2), sha256="ab" * 32), dict(c("other", 2, (0.0, -0.6)), sha256="cd" * 32)
+    chosen, why = choose([other, same], dict(c("old", 2), sha256="ab" * 32))
+    assert chosen == "rebuilt" and "reproduced" in why  # the weights shipped, rebuilt: never "nothing installed"
+    assert choose([dict(c("a", 0), sha256="cd" * 32), same], dict(c("old", 2), sha256="ab" * 32))[0] == "a"
+
+
+def test_the_shipping_report_says_which_machine_trained_each_checkpoint():
+    from training.provenance import of_checkpoint
+    from training.shipping import markdown
+
+    epyc = {"processor": "AMD EPYC", "device": "cpu", "precision": "bfloat16", "compiled": True, "threads": 1,
+            "torch": "2.13.0+cpu"}
+    shipped = {"weights": "old.pt", "failed": 0, "checks": [], **of_checkpoint({"sha256": "ab" * 32, "extra": {}})}
+    rebuilt = {"weights": "new.pt", "failed": 0, "checks": [], **of_checkpoint({"sha256": "ab" * 32, "extra": {"machines": [epyc]}})}
+    text = markdown([rebuilt], shipped, "new.pt", "why")
+    assert "Weights `abababababab`; trained on: not recorded." in text
+    assert ("Weights `abababababab` (the shipped weights themselves); trained on: AMD EPYC "
+            "(cpu, bfloat16, compiled, 1 thread(s), torch 2.13.0+cpu).") in text
 
 
 def test_a_reference_run_is_scored_on_its_part_after_the_window():

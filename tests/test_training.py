@@ -10,10 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from model import load_checkpoint
+from model.checkpoint import read_checkpoint
 from model.predict import Predictor
 from training.metrics import identification_metrics, micro_f1, exact_match, recall_by_level, roc_auc, srocc
 from model import create_model
 from model.preprocess import extract
+from training.provenance import machine_record, processor_name
 from training.trainer import TrainConfig, TrainingForward, autocast_dtype, losses, model_inputs, train, update_average
 from training.scene import ProceduralScene
 from training.distortions import distort
@@ -106,6 +108,13 @@ def test_a_run_stopped_early_is_the_whole_run_up_to_there_and_resumes(tmp_path):
     assert all(torch.equal(whole[k], early[k]) for k in whole)  # same schedule: the same network at step 10
     train(cfg("early"), resume=True, progress=False)
     assert [h["step"] for h in json.loads((tmp_path / "early" / "history.json").read_text())] == [10, 15, 20]
+    # Two runs of one recipe on one machine: the same weights bit for bit, and the machine recorded once.
+    whole, early = (read_checkpoint(tmp_path / r / "snapshots" / "step_00010.pt") for r in ("whole", "early"))
+    assert whole["sha256"] == early["sha256"]
+    here = machine_record(torch.device("cpu"), autocast_dtype("auto", torch.device("cpu")), compiled=False)
+    assert early["extra"]["machines"] == whole["extra"]["machines"] == [here]
+    assert read_checkpoint(tmp_path / "early" / "last.pt")["extra"]["machines"] == [here]  # resumed here: one machine
+    assert here["processor"] == processor_name() != "" and here["torch"] == torch.__version__
     with pytest.raises(ValueError, match="stop_at must be a step from 1 to steps"):
         train(cfg("bad"), progress=False, stop_at=21)
 

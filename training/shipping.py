@@ -12,6 +12,8 @@ the `eval` split. Among several candidates that pass, the one with the fewest cl
 on val, then the best mean recall, is chosen. When none passes, `choose` can (when asked) take the
 one failing the fewest checks, but only if it fails fewer than the weights already shipped, scored
 the same way: never a step back by the rule's own count, and the report names what still fails.
+A candidate with the very weights shipped (the same digest: `make weights` reproduced them) is
+chosen before that, as installing it changes nothing.
 
 Beside the synthetic checks the report gives each candidate's difference from the shipped weights
 with a paired-bootstrap range over the test clips: the rule's 0.01 is finer than what a 120-clip
@@ -24,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from training.metrics import exact_match, micro_f1, paired_bootstrap
+from training.provenance import machine_text
 
 MAX_CLEAN_ALARM = 0.05
 MAX_FALSE_EVENTS_PER_10MIN = 1.0
@@ -96,6 +99,10 @@ def choose(candidates: list[dict], shipped: dict | None, fewer_failures: bool = 
         return passing[0]["weights"], "passes every check"
     if not candidates:
         return None, "no candidates"
+    digest = shipped.get("sha256") if shipped else None
+    same = [c for c in candidates if digest and c.get("sha256") == digest]
+    if same:
+        return same[0]["weights"], "the shipped weights themselves (the same digest): reproduced"
     best = min(candidates, key=lambda c: (c["failed"], tuple(c["rank"])))
     if not fewer_failures:
         return None, f"no candidate passes every check (the best fails {best['failed']})"
@@ -126,7 +133,11 @@ def markdown(candidates: list[dict], shipped: dict | None, chosen: str | None, w
              "Real `val` footage through the monitor, and the synthetic test set; `eval` is not read.", ""]
     for title, c in ([("shipped now", shipped)] if shipped else []) + [("candidate", c) for c in candidates]:
         verdict = "passes" if c["failed"] == 0 else f"fails {c['failed']} check(s)"
-        lines += [f"## {title} `{c['weights']}`: {verdict}", "", "| rule | value | limit | |", "|---|---|---|---|"]
+        lines += [f"## {title} `{c['weights']}`: {verdict}", ""]
+        if "sha256" in c:
+            itself = " (the shipped weights themselves)" if shipped and c is not shipped and c["sha256"] == shipped.get("sha256") else ""
+            lines += [f"Weights `{c['sha256'][:12]}`{itself}; trained on: {machine_text(c['machines'])}.", ""]
+        lines += ["| rule | value | limit | |", "|---|---|---|---|"]
         for ch in c["checks"]:
             lines.append(f"| {ch['rule']} | {ch['value']:.3f} | {ch['limit']:.3f} | {'ok' if ch['passed'] else 'FAIL'} |")
         lines.append("")

@@ -50,6 +50,7 @@ from training.dataset import SynthPatchDataset
 from training.distortions import create_distortion
 from training.metrics import identification_metrics, quality_metrics
 from training.nuisances import Nuisances
+from training.provenance import machine_record
 from training.surgical import TRAIN_SOURCES, VAL_SOURCES, open_degraded, open_sources
 
 log = logging.getLogger("scopewatch.train")
@@ -363,8 +364,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         model = load_checkpoint(out / "last.pt").train()  # rebuilt from the checkpoint's own args
         state = ckpt["extra"]
         step, best = int(state["step"]), float(state["best_score"])
+        machines = list(state.get("machines", []))
         log.info("resuming %s at step %d (best score %.4f)", out / "last.pt", step, best)
     else:
+        machines = []
         model = create_model(cfg.model, cfg.tasks, scale_ratios=cfg.scale_ratios, patch_shapes=cfg.patch_shapes,
                              context_max=cfg.context_max, input_cfg=InputConfig(placement=cfg.placement), patch_aux=len(cfg.patch_tasks) if cfg.patch_route == "own" else None).train()
         model.nss_mean, model.nss_std = nss_statistics(train_contents, cfg, model.input_cfg)
@@ -414,16 +417,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
             m = evaluate_batches(average, val, cfg)
             history.append({"step": step, "elapsed_s": round(time.time() - t0, 1),
                             **{k: v for k, v in m.items() if k != "per_task"}})
+            # Every machine the run's steps ran on so far (a resumed run may have moved).
+            here = machine_record(device, dtype, forward.compiled is not None)
+            machines += [] if here in machines else [here]
             improved = m["score"] > best
             if improved:
                 best = m["score"]
-                save_checkpoint(average, out / "best.pt", training=asdict(cfg), metrics={"validation": m, "step": step})
+                save_checkpoint(average, out / "best.pt", training=asdict(cfg), metrics={"validation": m, "step": step},
+                                extra={"machines": machines})
             if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                 save_checkpoint(average, out / "snapshots" / f"step_{step:05d}.pt", training=asdict(cfg),
-                                metrics={"validation": m, "step": step})
+                                metrics={"validation": m, "step": step}, extra={"machines": machines})
             save_checkpoint(model, out / "last.pt", training=asdict(cfg), metrics={"validation": m},
                             extra={"step": step, "best_score": best, "optimizer": opt.state_dict(),
-                                   "average": average.state_dict()})
+                                   "average": average.state_dict(), "machines": machines})
             history_path.write_text(json.dumps(history, indent=1))
             tqdm.write(f"step {step}: val loss {m['loss']:.3f} micro-F1 {m['micro_f1']:.3f} exact {m['exact_match']:.3f} "
                        f"sev±1 {m['severity_within_one']:.3f} SROCC {m['srocc']:.3f}{'  *best*' if improved else ''}")

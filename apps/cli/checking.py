@@ -108,8 +108,9 @@ def cmd_ship(args) -> int:
     import shutil
     from dataclasses import replace
 
+    from model.checkpoint import read_checkpoint
     from model.factory import DEFAULT_MODEL, weights_path
-    from training import shipping
+    from training import provenance, shipping
     from training.evaluate import evaluate
     from training.labels import LabelError
 
@@ -130,7 +131,8 @@ def cmd_ship(args) -> int:
         val = check_real("val", args.data, predictor, run, progress)
         synthetic = evaluate(predictor, args.testset, progress=progress)
         found = shipping.checks(val, synthetic, reference or synthetic)
-        return ({"weights": str(weights), "checks": shipping.as_dicts(found), "val": val,
+        return ({"weights": str(weights), **provenance.of_checkpoint(read_checkpoint(weights)),
+                 "checks": shipping.as_dicts(found), "val": val,
                  "synthetic": {k: synthetic[k] for k in ("micro_f1", "exact_match")},
                  "against_shipped": shipping.synthetic_against(synthetic, reference) if reference else None,
                  "failed": sum(not c.passed for c in found), "rank": shipping.rank_key(val)}, synthetic)
@@ -248,10 +250,12 @@ def register(sub) -> None:
                                    "on the test set at most 0.01 below the shipped weights (the report also gives "
                                    "each candidate's difference from them clip by clip, with the range a paired "
                                    "bootstrap over the clips puts it in). Writes "
-                                   "OUT/shipping.json and .md; with --install copies the best passing candidate "
-                                   "there (with --fewer-failures, when none passes, the one failing fewest checks if "
-                                   "that is fewer than the shipped weights fail, or as many but ranked better on val). Exit 1 when none is chosen. The eval "
-                                   "split is never read.")
+                                   "OUT/shipping.json and .md, with each checkpoint's weights digest and the machine "
+                                   "that trained it; with --install copies the best passing candidate there, else "
+                                   "a candidate with the shipped weights' digest (a rebuild: reproduced), else (with "
+                                   "--fewer-failures) the one failing fewest checks if that is fewer than the shipped "
+                                   "weights fail, or as many but ranked better on val. Exit 1 when none is chosen. "
+                                   "The eval split is never read.")
     p.add_argument("candidates", type=Path, nargs="+", help="candidate checkpoints")
     p.add_argument("--testset", type=Path, default=Path("data/testset"), help="synthetic test set (default data/testset)")
     p.add_argument("--shipped", type=Path, help="the weights to compare with (default: the shipped weights)")

@@ -1,0 +1,34 @@
+import shutil
+import subprocess
+import sys
+
+import torch
+
+from conftest import ROOT
+from model import create_model, save_checkpoint
+
+
+def provenance(*args):
+    return subprocess.run([sys.executable, "-m", "training.provenance", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_provenance_names_the_machine_and_which_checkpoints_hold_the_same_weights(tmp_path, tiny_weights):
+    copy = shutil.copyfile(tiny_weights, tmp_path / "copy.pt")
+    torch.manual_seed(1)
+    machine = {"processor": "AMD EPYC", "device": "cpu", "precision": "bfloat16", "compiled": True, "threads": 1,
+               "torch": "2.13.0+cpu"}
+    other = save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path / "other.pt", metrics={"step": 800},
+                            extra={"machines": [machine]})
+    r = provenance(tiny_weights, copy, other)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split("|")[1].strip(" `"): [c.strip(" `") for c in line.split("|")[2:-1]]
+            for line in r.stdout.splitlines()[2:]}
+    assert rows[str(copy)][3] == str(tiny_weights) and rows[str(other)][3] == ""  # same bits, other bits
+    assert rows[str(tiny_weights)][2] == "not recorded" and rows[str(tiny_weights)][1] == "—"
+    assert rows[str(other)][1:3] == ["800", "AMD EPYC (cpu, bfloat16, compiled, 1 thread(s), torch 2.13.0+cpu)"]
+
+
+def test_provenance_of_a_missing_checkpoint_is_one_line(tmp_path):
+    r = provenance(tmp_path / "none.pt")
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {tmp_path / 'none.pt'}: no such checkpoint file"

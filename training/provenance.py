@@ -1,0 +1,86 @@
+"""What trained a checkpoint, and whether two checkpoints are the same network (issue 18).
+
+A run of the recipe is deterministic on one kind of machine: two runs of `make weights` on it give
+the same weights bit for bit. On another kind (another CPU, bfloat16 kernels above all) the same
+recipe rounds differently, the runs part within a few steps, and what comes out is another draw of
+the recipe, as another seed would be (docs/MODEL.md, "Reproduction"). So the trainer records the
+machines a run's steps ran on in each checkpoint's `extra["machines"]`, and the digest of its
+weights (`sha256`, model.checkpoint) tells whether two files hold the same network.
+
+    python -m training.provenance CHECKPOINT [CHECKPOINT ...]
+
+Prints each checkpoint's digest, step and machines, and which of them hold the same weights.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from model.checkpoint import CheckpointError, read_checkpoint
+
+
+def processor_name() -> str:
+    """The CPU's model name as the kernel reports it (platform.processor() is often empty on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_record(device: torch.device, dtype: torch.dtype | None, compiled: bool) -> dict:
+    """What a run's arithmetic depends on beside its recipe."""
+    return {"processor": torch.cuda.get_device_name(device) if device.type == "cuda" else processor_name(),
+            "device": device.type, "precision": "bfloat16" if dtype else "float32", "compiled": compiled,
+            "threads": torch.get_num_threads(), "torch": str(torch.__version__)}
+
+
+def of_checkpoint(ckpt: dict) -> dict:
+    """A checkpoint's weight digest and the machines its training ran on (empty: not recorded, as
+    before the trainer kept them), from `read_checkpoint`'s dict."""
+    return {"sha256": ckpt.get("sha256"), "machines": list(ckpt.get("extra", {}).get("machines", []))}
+
+
+def machine_text(machines: list[dict]) -> str:
+    if not machines:
+        return "not recorded"
+    return "; then ".join(f"{m['processor']} ({m['device']}, {m['precision']}{', compiled' if m['compiled'] else ''}, "
+                          f"{m['threads']} thread(s), torch {m['torch']})" for m in machines)
+
+
+def table(paths: list[Path]) -> str:
+    rows = []
+    for path in paths:
+        ckpt = read_checkpoint(path)
+        rows.append((path, of_checkpoint(ckpt), ckpt.get("metrics", {}).get("step")))
+    first = {}
+    for path, info, _ in rows:
+        first.setdefault(info["sha256"], path)
+    lines = ["| checkpoint | weights | step | trained on | same weights as |", "|---|---|---|---|---|"]
+    for path, info, step in rows:
+        same = first[info["sha256"]]
+        lines.append(f"| `{path}` | `{info['sha256'][:12]}` | {step if step is not None else '—'} | "
+                     f"{machine_text(info['machines'])} | {'' if same == path else f'`{same}`'} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.provenance", description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
+    args = ap.parse_args(argv)
+    try:
+        print(table(args.checkpoints))
+    except (CheckpointError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -134,7 +134,7 @@ def markdown(candidates: list[dict], shipped: dict | None, chosen: str | None, w
     for title, c in ([("shipped now", shipped)] if shipped else []) + [("candidate", c) for c in candidates]:
         verdict = "passes" if c["failed"] == 0 else f"fails {c['failed']} check(s)"
         lines += [f"## {title} `{c['weights']}`: {verdict}", ""]
-        if "sha256" in c:
+        if c.get("sha256"):
             itself = " (the shipped weights themselves)" if shipped and c is not shipped and c["sha256"] == shipped.get("sha256") else ""
             lines += [f"Weights `{c['sha256'][:12]}`{itself}; trained on: {machine_text(c['machines'])}.", ""]
         lines += ["| rule | value | limit | |", "|---|---|---|---|"]

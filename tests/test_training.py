@@ -1,4 +1,5 @@
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -76,7 +77,8 @@ def test_short_training_learns_to_separate_one_distortion(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_resumes_from_last_checkpoint(tmp_path):
+def test_training_resumes_from_last_checkpoint(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="scopewatch.train")
     cfg = TrainConfig(model="scopewatch_lap5_small", tasks=("noise",), train_content=("procedural:0-2",),
                       val_content=("procedural:100-101",), steps=20, batch_size=8, warmup=2, val_every=10,
                       val_samples=8, workers=0, compile=False, out=str(tmp_path / "run"))
@@ -90,6 +92,7 @@ def test_training_resumes_from_last_checkpoint(tmp_path):
     raw, average = last["state_dict"], last["extra"]["average"]
     assert raw.keys() == average.keys()  # last.pt carries the average beside the raw weights, not a copy
     assert any(not torch.equal(raw[k], average[k]) for k in raw if raw[k].is_floating_point())
+    assert f"training on cpu ({processor_name()}) in " in caplog.text  # the log names the machine too
 
 
 @pytest.mark.slow

@@ -354,9 +354,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - cfg.workers))
     train_contents = load_contents(cfg.train_content, cfg.sample_seed)
     val_contents = load_contents(cfg.val_content, cfg.sample_seed)
-    log.info("content: %d training sources, %d validation sources; training on %s in %s%s",
-             len(train_contents), len(val_contents), device, "bfloat16 autocast" if dtype else "float32",
-             ", compiled" if cfg.compile else "")
+    log.info("content: %d training sources, %d validation sources; training on %s (%s) in %s%s",
+             len(train_contents), len(val_contents), device, machine_record(device, dtype, cfg.compile)["processor"],
+             "bfloat16 autocast" if dtype else "float32", ", compiled" if cfg.compile else "")
 
     step, best = 0, -math.inf
     if resume and (out / "last.pt").exists():

@@ -5,7 +5,7 @@ import sys
 import torch
 
 from conftest import ROOT
-from model import create_model, save_checkpoint
+from model import create_model, load_checkpoint, save_checkpoint
 
 
 def provenance(*args):
@@ -27,6 +27,23 @@ def test_provenance_names_the_machine_and_which_checkpoints_hold_the_same_weight
     assert rows[str(copy)][3] == str(tiny_weights) and rows[str(other)][3] == ""  # same bits, other bits
     assert rows[str(tiny_weights)][2] == "not recorded" and rows[str(tiny_weights)][1] == "—"
     assert rows[str(other)][1:3] == ["800", "AMD EPYC (cpu, bfloat16, compiled, 1 thread(s), torch 2.13.0+cpu)"]
+    assert rows[str(other)][4] == ""  # no run recorded by any of them
+
+
+def test_a_rebuild_is_checked_against_the_run_a_checkpoint_records(tmp_path, tiny_weights):
+    from model.checkpoint import read_checkpoint
+
+    early = read_checkpoint(tiny_weights)["sha256"]  # a rebuild stopped at step 200 holds these weights
+    torch.manual_seed(2)
+    shipped = save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path / "shipped.pt", metrics={"step": 400},
+                              extra={"trajectory": {200: early, 400: "ab" * 32}})
+    other = save_checkpoint(create_model("scopewatch_lap5_small"), tmp_path / "other.pt", metrics={"step": 200})
+    stopped = save_checkpoint(load_checkpoint(tiny_weights), tmp_path / "stopped.pt", metrics={"step": 200})
+    r = provenance(shipped, stopped, other)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[6].strip() for line in r.stdout.splitlines()[2:]}
+    assert rows[str(stopped)] == f"`{shipped}`: the same through step 200"
+    assert rows[str(other)] == f"`{shipped}`: parted at step 200"
 
 
 def test_provenance_of_a_missing_checkpoint_is_one_line(tmp_path):

@@ -16,7 +16,7 @@ from model.predict import Predictor
 from training.metrics import identification_metrics, micro_f1, exact_match, recall_by_level, roc_auc, srocc
 from model import create_model
 from model.preprocess import extract
-from training.provenance import machine_record, processor_name
+from training.provenance import against, machine_record, of_checkpoint, processor_name
 from training.trainer import TrainConfig, TrainingForward, autocast_dtype, losses, model_inputs, train, update_average
 from training.scene import ProceduralScene
 from training.distortions import distort
@@ -117,6 +117,12 @@ def test_a_run_stopped_early_is_the_whole_run_up_to_there_and_resumes(tmp_path):
     here = machine_record(torch.device("cpu"), autocast_dtype("auto", torch.device("cpu")), compiled=False)
     assert early["extra"]["machines"] == whole["extra"]["machines"] == [here]
     assert read_checkpoint(tmp_path / "early" / "last.pt")["extra"]["machines"] == [here]  # resumed here: one machine
+    # Each checkpoint keeps its run's trajectory: the average's digest at every validation so far.
+    assert early["extra"]["trajectory"] == {10: early["sha256"]}
+    whole_run, early_run = (of_checkpoint(read_checkpoint(tmp_path / r / "last.pt")) for r in ("whole", "early"))
+    assert sorted(whole_run["trajectory"]) == [10, 20] and sorted(early_run["trajectory"]) == [10, 15, 20]
+    assert against(of_checkpoint(early), 10, whole_run) == "the same through step 10"
+    assert against(early_run, None, whole_run) == "parted at step 20"  # resumed on fresh samples
     assert here["processor"] == processor_name() != "" and here["torch"] == torch.__version__
     with pytest.raises(ValueError, match="stop_at must be a step from 1 to steps"):
         train(cfg("bad"), progress=False, stop_at=21)

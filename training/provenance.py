@@ -5,11 +5,15 @@ the same weights bit for bit. On another kind (another CPU, bfloat16 kernels abo
 recipe rounds differently, the runs part within a few steps, and what comes out is another draw of
 the recipe, as another seed would be (docs/MODEL.md, "Reproduction"). So the trainer records the
 machines a run's steps ran on in each checkpoint's `extra["machines"]`, and the digest of its
-weights (`sha256`, model.checkpoint) tells whether two files hold the same network.
+weights (`sha256`, model.checkpoint) tells whether two files hold the same network. Each checkpoint
+also keeps its run's trajectory, `extra["trajectory"]`: the digest of the weight average at every
+validation step so far. So a rebuild is checked against a shipped checkpoint after the first 200
+steps (`scopewatch train --stop-at 200`, a few minutes), not after the whole run.
 
     python -m training.provenance CHECKPOINT [CHECKPOINT ...]
 
-Prints each checkpoint's digest, step and machines, and which of them hold the same weights.
+Prints each checkpoint's digest, step and machines, which of them hold the same weights, and how
+each stands against the runs the others record: the same through some step, or parted at one.
 """
 from __future__ import annotations
 
@@ -44,7 +48,23 @@ def machine_record(device: torch.device, dtype: torch.dtype | None, compiled: bo
 def of_checkpoint(ckpt: dict) -> dict:
     """A checkpoint's weight digest and the machines its training ran on (empty: not recorded, as
     before the trainer kept them), from `read_checkpoint`'s dict."""
-    return {"sha256": ckpt.get("sha256"), "machines": list(ckpt.get("extra", {}).get("machines", []))}
+    extra = ckpt.get("extra", {})
+    return {"sha256": ckpt.get("sha256"), "machines": list(extra.get("machines", [])),
+            "trajectory": {int(k): v for k, v in extra.get("trajectory", {}).items()}}
+
+
+def against(info: dict, step: int | None, other: dict) -> str | None:
+    """How a checkpoint (`of_checkpoint`'s dict, at `step`) stands against the run `other`
+    records: the same through the last step both record, or parted at the first where they differ;
+    None when they share no step."""
+    mine = dict(info["trajectory"])
+    if step is not None:
+        mine.setdefault(step, info["sha256"])
+    common = sorted(set(mine) & set(other["trajectory"]))
+    if not common:
+        return None
+    parted = next((s for s in common if mine[s] != other["trajectory"][s]), None)
+    return f"parted at step {parted}" if parted is not None else f"the same through step {common[-1]}"
 
 
 def machine_text(machines: list[dict]) -> str:
@@ -62,11 +82,14 @@ def table(paths: list[Path]) -> str:
     first = {}
     for path, info, _ in rows:
         first.setdefault(info["sha256"], path)
-    lines = ["| checkpoint | weights | step | trained on | same weights as |", "|---|---|---|---|---|"]
+    lines = ["| checkpoint | weights | step | trained on | same weights as | against the run of |",
+             "|---|---|---|---|---|---|"]
     for path, info, step in rows:
         same = first[info["sha256"]]
+        runs = [f"`{other}`: {verdict}" for other, theirs, _ in rows if other != path
+                for verdict in [against(info, step, theirs)] if verdict]
         lines.append(f"| `{path}` | `{info['sha256'][:12]}` | {step if step is not None else '—'} | "
-                     f"{machine_text(info['machines'])} | {'' if same == path else f'`{same}`'} |")
+                     f"{machine_text(info['machines'])} | {'' if same == path else f'`{same}`'} | {'; '.join(runs)} |")
     return "\n".join(lines)
 
 

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, weights_digest
 from model.decision import PRESENCE_THRESHOLD
 from model.factory import create_model
 from model.predict import resolve_device
@@ -364,10 +364,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         model = load_checkpoint(out / "last.pt").train()  # rebuilt from the checkpoint's own args
         state = ckpt["extra"]
         step, best = int(state["step"]), float(state["best_score"])
-        machines = list(state.get("machines", []))
+        machines, trajectory = list(state.get("machines", [])), dict(state.get("trajectory", {}))
         log.info("resuming %s at step %d (best score %.4f)", out / "last.pt", step, best)
     else:
-        machines = []
+        machines, trajectory = [], {}
         model = create_model(cfg.model, cfg.tasks, scale_ratios=cfg.scale_ratios, patch_shapes=cfg.patch_shapes,
                              context_max=cfg.context_max, input_cfg=InputConfig(placement=cfg.placement), patch_aux=len(cfg.patch_tasks) if cfg.patch_route == "own" else None).train()
         model.nss_mean, model.nss_std = nss_statistics(train_contents, cfg, model.input_cfg)
@@ -417,20 +417,25 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
             m = evaluate_batches(average, val, cfg)
             history.append({"step": step, "elapsed_s": round(time.time() - t0, 1),
                             **{k: v for k, v in m.items() if k != "per_task"}})
-            # Every machine the run's steps ran on so far (a resumed run may have moved).
+            # Every machine the run's steps ran on so far (a resumed run may have moved), and the digest
+            # of its weight average at every validation so far: a rebuild can be checked against a
+            # checkpoint of this run after its first validation, not only at the end
+            # (training.provenance).
             here = machine_record(device, dtype, forward.compiled is not None)
             machines += [] if here in machines else [here]
+            trajectory[step] = weights_digest(average.state_dict())
+            record = {"machines": machines, "trajectory": trajectory}
             improved = m["score"] > best
             if improved:
                 best = m["score"]
                 save_checkpoint(average, out / "best.pt", training=asdict(cfg), metrics={"validation": m, "step": step},
-                                extra={"machines": machines})
+                                extra=record)
             if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                 save_checkpoint(average, out / "snapshots" / f"step_{step:05d}.pt", training=asdict(cfg),
-                                metrics={"validation": m, "step": step}, extra={"machines": machines})
+                                metrics={"validation": m, "step": step}, extra=record)
             save_checkpoint(model, out / "last.pt", training=asdict(cfg), metrics={"validation": m},
                             extra={"step": step, "best_score": best, "optimizer": opt.state_dict(),
-                                   "average": average.state_dict(), "machines": machines})
+                                   "average": average.state_dict(), **record})
             history_path.write_text(json.dumps(history, indent=1))
             tqdm.write(f"step {step}: val loss {m['loss']:.3f} micro-F1 {m['micro_f1']:.3f} exact {m['exact_match']:.3f} "
                        f"sev±1 {m['severity_within_one']:.3f} SROCC {m['srocc']:.3f}{'  *best*' if improved else ''}")

@@ -46,8 +46,9 @@ def machine_record(device: torch.device, dtype: torch.dtype | None, compiled: bo
 
 
 def of_checkpoint(ckpt: dict) -> dict:
-    """A checkpoint's weight digest and the machines its training ran on (empty: not recorded, as
-    before the trainer kept them), from `read_checkpoint`'s dict."""
+    """A checkpoint's weight digest, the machines its training ran on and its run's trajectory
+    ({step: digest of the weight average}; both empty where not recorded, as before the trainer
+    kept them), from `read_checkpoint`'s dict."""
     extra = ckpt.get("extra", {})
     return {"sha256": ckpt.get("sha256"), "machines": list(extra.get("machines", [])),
             "trajectory": {int(k): v for k, v in extra.get("trajectory", {}).items()}}

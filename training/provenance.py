@@ -38,10 +38,14 @@ def processor_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def processor(device: torch.device) -> str:
+    """What computes on `device`: the GPU's name, or the CPU's."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else processor_name()
+
+
 def machine_record(device: torch.device, dtype: torch.dtype | None, compiled: bool) -> dict:
     """What a run's arithmetic depends on beside its recipe."""
-    return {"processor": torch.cuda.get_device_name(device) if device.type == "cuda" else processor_name(),
-            "device": device.type, "precision": "bfloat16" if dtype else "float32", "compiled": compiled,
+    return {"processor": processor(device), "device": device.type, "precision": "bfloat16" if dtype else "float32", "compiled": compiled,
             "threads": torch.get_num_threads(), "torch": str(torch.__version__)}
 
 

@@ -50,7 +50,7 @@ from training.dataset import SynthPatchDataset
 from training.distortions import create_distortion
 from training.metrics import identification_metrics, quality_metrics
 from training.nuisances import Nuisances
-from training.provenance import machine_record
+from training.provenance import machine_record, processor
 from training.surgical import TRAIN_SOURCES, VAL_SOURCES, open_degraded, open_sources
 
 log = logging.getLogger("scopewatch.train")
@@ -355,7 +355,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     train_contents = load_contents(cfg.train_content, cfg.sample_seed)
     val_contents = load_contents(cfg.val_content, cfg.sample_seed)
     log.info("content: %d training sources, %d validation sources; training on %s (%s) in %s%s",
-             len(train_contents), len(val_contents), device, machine_record(device, dtype, cfg.compile)["processor"],
+             len(train_contents), len(val_contents), device, processor(device),
              "bfloat16 autocast" if dtype else "float32", ", compiled" if cfg.compile else "")
 
     step, best = 0, -math.inf

@@ -108,7 +108,6 @@ def cmd_ship(args) -> int:
     import shutil
     from dataclasses import replace
 
-    from model.checkpoint import read_checkpoint
     from model.factory import DEFAULT_MODEL, weights_path
     from training import provenance, shipping
     from training.evaluate import evaluate
@@ -131,7 +130,8 @@ def cmd_ship(args) -> int:
         val = check_real("val", args.data, predictor, run, progress)
         synthetic = evaluate(predictor, args.testset, progress=progress)
         found = shipping.checks(val, synthetic, reference or synthetic)
-        return ({"weights": str(weights), **provenance.of_checkpoint(read_checkpoint(weights)),
+        # The inference copy keeps its checkpoint's metadata: digest and machines without reading the file again.
+        return ({"weights": str(weights), **provenance.of_checkpoint(predictor.model.checkpoint_meta),
                  "checks": shipping.as_dicts(found), "val": val,
                  "synthetic": {k: synthetic[k] for k in ("micro_f1", "exact_match")},
                  "against_shipped": shipping.synthetic_against(synthetic, reference) if reference else None,

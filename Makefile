@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.scopewatch-installed
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup demo test bench weights evaluate logo ablation ablation-report ablation-ship baseline realworld validate-real faint-smoke sensitivity clean
+.PHONY: setup demo test bench weights evaluate logo ablation ablation-report ablation-ship baseline realworld validate-real faint-smoke sensitivity foreign clean
 
 setup: $(STAMP)
 
@@ -160,6 +160,14 @@ faint-smoke: setup
 SENSITIVITY_WEIGHTS ?=
 sensitivity: setup
 	$(PY) -m training.sensitivity $(if $(SENSITIVITY_WEIGHTS),--weights $(SENSITIVITY_WEIGHTS)) --out reports/sensitivity -q
+
+# The five distortions made by FFmpeg's filters (code this project did not write) on the clear frames of
+# the val footage and, reported only, of the eval footage (training/foreign.py): reports/foreign/.
+# FOREIGN_WEIGHTS: another checkpoint.
+FOREIGN_WEIGHTS ?=
+foreign: setup
+	for split in val eval; do $(PY) -m training.foreign --split $$split \
+	    $(if $(FOREIGN_WEIGHTS),--weights $(FOREIGN_WEIGHTS)) --out reports/foreign -q || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs data

@@ -162,6 +162,20 @@ def load_still(item: RealItem, path: Path) -> np.ndarray:
     return mask_caption(image) if item.masked else image
 
 
+def clear_frames(data: Path, per_item: int, split: str = "val") -> list[np.ndarray]:
+    """`per_item` frames, evenly spread, of every clean item of `split` (stills or a clip's window)."""
+    frames = []
+    for item in items(split):
+        if not item.clean:
+            continue
+        files = expand(item, data)
+        if files and is_image(files[0]):
+            frames += [load_still(item, p) for p in evenly(files, per_item)]
+        elif files:
+            frames += evenly(clip_frames(files[0], item.start_s, item.end_s), per_item)
+    return frames
+
+
 @dataclass
 class Observed:
     """What the monitor reported on one file: per analysed frame (inside the item's window) the

@@ -36,23 +36,8 @@ from model.tasks import NUM_LEVELS, level_to_severity
 from training.distortions import create_distortion
 from training.metrics import srocc
 from training.quality import fr_quality
-from training.realcheck import (DEFAULT_DATA, clip_frames, evenly, expand, is_image, items, load_still,
-                                report_predictor, write_report)
+from training.realcheck import DEFAULT_DATA, clear_frames, report_predictor, write_report
 from training.realworld import judged
-
-
-def clear_frames(data: Path, per_item: int) -> list[np.ndarray]:
-    """`per_item` frames, evenly spread, of every clean val item (stills or a clip's window)."""
-    frames = []
-    for item in items("val"):
-        if not item.clean:
-            continue
-        files = expand(item, data)
-        if files and is_image(files[0]):
-            frames += [load_still(item, p) for p in evenly(files, per_item)]
-        elif files:
-            frames += evenly(clip_frames(files[0], item.start_s, item.end_s), per_item)
-    return frames
 
 
 def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool = False) -> dict:

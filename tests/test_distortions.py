@@ -147,6 +147,23 @@ def test_a_lower_smoke_floor_thins_the_faintest_smoke_only(generator, content_fr
     assert abs(lift(1.0, floor=0.02) - lift(1.0)) < 0.05 * lift(1.0)  # the densest smoke is the same
 
 
+@pytest.mark.parametrize("generator", ["spot", "vignette", "gradient"])
+def test_uneven_light_that_keeps_none_of_the_mean_darkens_the_view_in_the_same_pattern(generator, content_frame):
+    # TrainConfig.uneven_keep: a sample's pattern may keep less of the mean brightness than the recipe's.
+    d = create_distortion("uneven_illumination", (generator,))
+    params = d.sample_params(np.random.default_rng(5))
+    kept = d.apply(content_frame, 0.6, params)
+    assert np.array_equal(kept, d.apply(content_frame, 0.6, {**params, "keep": 1.0}))
+    gain_kept = d.gain(content_frame.shape[:2], 0.6, params, 0.0)
+    gain_own = d.gain(content_frame.shape[:2], 0.6, {**params, "keep": 0.0}, 0.0)
+    assert gain_kept.mean() == pytest.approx(1.0, abs=0.01)
+    assert np.allclose(gain_own / gain_own.mean(), gain_kept, rtol=1e-3)  # the same pattern
+    if generator != "gradient":  # a ramp both brightens and darkens; a fall-off only darkens
+        assert gain_own.mean() < 0.9
+        darker = d.apply(content_frame, 0.6, {**params, "keep": 0.0}).astype(float).mean()
+        assert darker < 0.9 * kept.astype(float).mean()
+
+
 def test_a_generator_named_twice_is_drawn_twice_as_often():
     d = create_distortion("smoke", ("puff", "column", "column"))
     rng = np.random.default_rng(0)

@@ -157,7 +157,10 @@ class UnevenIllumination(Distortion):
     * gradient: one-sided shading, light from one side, a soft ramp across the frame;
     * overexposure: a broad over-lit region that clips, on a lifted exposure.
     All but overexposure keep the mean brightness, so what grows with severity is the spread
-    across the frame, not the overall level. The pattern wanders slowly over time."""
+    across the frame, not the overall level; a sample's params may carry "keep"
+    (TrainConfig.uneven_keep), the power of the mean the gain is divided by: 0 leaves the pattern's
+    own darkening (a dim or off-axis light darkens the view; it does not lend the centre what it
+    takes from the edges). The pattern wanders slowly over time."""
 
     name = "uneven_illumination"
     order = 10
@@ -194,7 +197,7 @@ class UnevenIllumination(Distortion):
             d2 = ((ys - cy) * params["aspect"]) ** 2 + ((xs - cx) / params["aspect"]) ** 2
             hot = (0.15 + 2.0 * severity) * np.exp(-d2 / (2 * (0.15 + params["width"] / 2) ** 2))
             return resize_field(((1.0 + 0.3 * severity) * (1.0 + hot)).astype(np.float32), shape)
-        return resize_field((g / g.mean()).astype(np.float32), shape)
+        return resize_field((g / g.mean() ** params.get("keep", 1.0)).astype(np.float32), shape)
 
     def _render(self, frame, severity, params, t):
         g = self.gain(frame.shape[:2], severity, params, t)

@@ -116,6 +116,10 @@ class TrainConfig:
     # the levels draw (training.distortions.Smoke.FLOOR, 0.08: None keeps it) is learnt too: the val
     # smoke the model missed is that thin (training.faint_smoke). Since synth_v15.
     smoke_floor: tuple[float, float] | None = (0.02, 0.08)
+    # [low, high]: each sample with uneven light draws how much of the mean brightness its pattern
+    # keeps (training.distortions.UnevenIllumination, "keep"; None: all of it). Real uneven light
+    # darkens the view, and FFmpeg's vignette is caught once its mean is restored (training.foreign).
+    uneven_keep: tuple[float, float] | None = None
     quality_weight: float = 2.0
     # x the pairwise order loss of the quality (quality_rank): L1 fits each sample's score alone, so one
     # distortion's scale can drift against another's, and that order is what SROCC judges. 0: off.
@@ -146,7 +150,7 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
-        for k in ("tasks", "train_content", "val_content", "patch_tasks", "smoke_floor"):
+        for k in ("tasks", "train_content", "val_content", "patch_tasks", "smoke_floor", "uneven_keep"):
             if data.get(k) is not None:
                 data[k] = tuple(data[k])
         return cls(**data)
@@ -336,6 +340,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         raise ValueError(f"patch_head must be presence or own, got {cfg.patch_head!r}")
     if cfg.smoke_floor is not None and not (len(cfg.smoke_floor) == 2 and 0.0 < cfg.smoke_floor[0] <= cfg.smoke_floor[1] < 0.9):
         raise ValueError(f"smoke_floor must be [low, high] with 0 < low <= high < 0.9, got {cfg.smoke_floor}")
+    if cfg.uneven_keep is not None and not (len(cfg.uneven_keep) == 2 and 0.0 <= cfg.uneven_keep[0] <= cfg.uneven_keep[1] <= 1.0):
+        raise ValueError(f"uneven_keep must be [low, high] with 0 <= low <= high <= 1, got {cfg.uneven_keep}")
     if not 0.0 <= cfg.soft_capture <= 1.0:
         raise ValueError(f"soft_capture must be in [0, 1], got {cfg.soft_capture}")
     if not 0.0 <= cfg.real_degraded < 1.0:
@@ -389,7 +395,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     # The stream's seed includes the step, so a resumed run continues with fresh samples.
     degraded = [(c, source.present) for source, c in open_degraded((640, 360), cfg.sample_seed)] if cfg.real_degraded else []
     stream = cfg.dataset(train_contents, model.input_cfg, cfg.sample_seed * 1_000_003 + step, severity_skew=cfg.severity_skew,
-                         smoke_floor=cfg.smoke_floor, p_soft=cfg.soft_capture, degraded=degraded, p_degraded=cfg.real_degraded)
+                         smoke_floor=cfg.smoke_floor, p_soft=cfg.soft_capture, degraded=degraded, p_degraded=cfg.real_degraded,
+                         uneven_keep=cfg.uneven_keep)
     loader = iter(DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,
                              persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None,
                              pin_memory=device.type == "cuda"))

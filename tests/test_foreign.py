@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, surgical
 from model.tasks import NUM_LEVELS
 from training.foreign import (DBLUR_PER_RADIUS, GENERATORS, LUMA_NOISE_PER_STRENGTH, NOISE_PER_STRENGTH,
-                              PAIRS_PER_FRAME, Layer, draw, filtered)
+                              PAIRS_PER_FRAME, Layer, draw, filtered, with_mean_of)
 from training.quality import fr_quality
 
 TASKS = ("noise", "smoke", "uneven_illumination", "defocus_blur", "motion_blur")
@@ -51,6 +51,13 @@ def test_every_generator_damages_the_frame_more_at_every_level(generator, scene_
                for level in range(1, NUM_LEVELS + 1)]
     assert quality[0] < 99.8, quality  # level 1 changes the frame
     assert all(a > b for a, b in zip(quality, quality[1:])), quality
+
+
+def test_keep_mean_scales_a_draw_back_to_its_clear_frames_brightness(scene_frame):
+    vignette = next(g for g in GENERATORS if g.name == "vignette")
+    dark = draw(scene_frame, vignette, NUM_LEVELS, np.random.default_rng(0))
+    assert dark.mean() < 0.9 * scene_frame.mean()
+    assert with_mean_of(dark, scene_frame).mean() == pytest.approx(scene_frame.mean(), abs=2.0)
 
 
 def test_the_report_draws_every_generator_at_every_level_on_the_clear_val_frames(tmp_path, tiny_weights):

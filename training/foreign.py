@@ -203,16 +203,26 @@ def draws(frame: np.ndarray, rng: np.random.Generator, pairs: int = PAIRS_PER_FR
         yield Draw(image, levels, tuple(names))
 
 
-def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool = False) -> dict:
+def with_mean_of(image: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """`image` scaled to the mean brightness of `frame` (saturating)."""
+    gain = float(frame.mean()) / max(float(image.mean()), 1.0)
+    return np.clip(image.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+
+
+def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool = False,
+            keep_mean: bool = False) -> dict:
     """The decision and quality on every draw of every frame: identification figures over all draws
     (micro/macro-F1, exact match, per distortion, recall by level), the share of each generator's
     draws called at each level, the clear frames' alarms, and the quality's SROCC against its SSIM
-    target and against the total level."""
+    target and against the total level. `keep_mean`: every draw is scaled back to its clear frame's
+    mean brightness first, which asks whether a distortion is missed for how it changes the level."""
     tasks = list(predictor.tasks)
     rng = np.random.default_rng(seed)
     truth, called, quality, target, total, names = [], [], [], [], [], []
     for frame in tqdm(frames, desc="frames", unit="frame", disable=not progress):
         made = list(draws(frame, rng))
+        if keep_mean:
+            made = [Draw(with_mean_of(d.image, frame), d.levels, d.generators) if d.levels else d for d in made]
         alarms, scores = judged(predictor, [d.image for d in made])
         for d, a, q in zip(made, alarms, scores):
             truth.append([d.levels.get(t, 0) for t in tasks])
@@ -223,7 +233,7 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
             names.append(d.generators)
     levels, called = np.array(truth), np.array(called, bool)
     present = levels > 0
-    report = {"frames": len(frames), "draws": len(levels), "tasks": tasks,
+    report = {"frames": len(frames), "draws": len(levels), "tasks": tasks, "keep_mean": keep_mean,
               "micro_f1": micro_f1(present, called), "exact_match": exact_match(present, called),
               "per_task": per_task(present, called, tasks), "recall_by_level": recall_by_level(levels, called, tasks)}
     report["macro_f1"] = float(np.mean([report["per_task"][t]["f1"] for t in tasks]))
@@ -251,7 +261,9 @@ def markdown(report: dict) -> str:
     lines = [f"# Distortions made by FFmpeg's filters on real frames (split `{report['split']}`)", "",
              f"Weights `{report['weights']}`; {report['frames']} clear frames of the split's clean footage, "
              f"{report['draws']} draws: each frame as it is, every generator below at every level, and "
-             f"{PAIRS_PER_FRAME} pairs of two distortions. The clear frames raise an alarm on "
+             f"{PAIRS_PER_FRAME} pairs of two distortions"
+             + (", every draw scaled back to its clear frame's mean brightness" if report["keep_mean"] else "")
+             + f". Decided frame by frame (no hysteresis), the clear frames raise an alarm on "
              f"{report['clear_alarmed']:.1%} of them.", "",
              "| figure | value |", "|---|---|",
              f"| macro-F1 | {report['macro_f1']:.3f} |", f"| micro-F1 | {report['micro_f1']:.3f} |",
@@ -288,6 +300,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared surgical data folder")
     ap.add_argument("--frames", type=int, default=10, help="clear frames taken from each clean item (default 10)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    ap.add_argument("--keep-mean", action="store_true",
+                    help="scale every draw back to its clear frame's mean brightness (is a distortion missed for "
+                         "the level it leaves?)")
     ap.add_argument("--out", type=Path, help="write foreign_<split>.json and .md into this folder")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -303,7 +318,7 @@ def main(argv=None) -> int:
         return 2
     report = {"data": str(args.data), "split": args.split, "seed": args.seed,
               "weights": args.weights or f"{predictor.name} (shipped)",
-              **measure(predictor, frames, args.seed, progress=not args.quiet)}
+              **measure(predictor, frames, args.seed, progress=not args.quiet, keep_mean=args.keep_mean)}
     write_report(args.out, f"foreign_{args.split}", report, markdown(report))
     return 0
 

@@ -164,6 +164,20 @@ def test_uneven_light_that_keeps_none_of_the_mean_darkens_the_view_in_the_same_p
         assert darker < 0.9 * kept.astype(float).mean()
 
 
+def test_a_vignette_that_reaches_further_from_the_axis_darkens_one_side_more(content_frame):
+    # TrainConfig.vignette_reach: the vignette's centre may lie further from the axis than the recipe's 0.3.
+    d = create_distortion("uneven_illumination", ("vignette",))
+    params = {**d.sample_params(np.random.default_rng(2)), "angle": 0.0, "offset": 0.5}  # centre to the right
+    shape = content_frame.shape[:2]
+    near, far = d.gain(shape, 0.6, params, 0.0), d.gain(shape, 0.6, {**params, "reach": 1.2}, 0.0)
+    assert np.array_equal(near, d.gain(shape, 0.6, {**params, "reach": 0.3}, 0.0))
+
+    def left_over_right(g):
+        return g[:, : g.shape[1] // 4].mean() / g[:, -g.shape[1] // 4:].mean()
+
+    assert left_over_right(far) < 0.8 * left_over_right(near) < 0.8
+
+
 def test_a_generator_named_twice_is_drawn_twice_as_often():
     d = create_distortion("smoke", ("puff", "column", "column"))
     rng = np.random.default_rng(0)

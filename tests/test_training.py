@@ -221,6 +221,7 @@ def test_weight_average_lags_the_weights_and_starts_close_to_them():
     ('{"smoke_floor": [0.0, 0.05]}', "smoke_floor must be [low, high]"),
     ('{"soft_capture": 1.5}', "soft_capture must be in [0, 1]"),
     ('{"uneven_keep": [0.5, 1.5]}', "uneven_keep must be [low, high] with 0 <= low <= high <= 1"),
+    ('{"vignette_reach": [1.0, 0.5]}', "vignette_reach must be [low, high] with 0 <= low <= high <= 2"),
 ])
 def test_a_settings_file_with_a_bad_setting_is_one_line(tmp_path, settings, message):
     config = tmp_path / "train.json"

@@ -125,7 +125,7 @@ class SynthPatchDataset(IterableDataset):
                  generators: dict[str, tuple[str, ...]] | None = None, patch_tasks: tuple[str, ...] = (),
                  degraded: list[tuple[Content, str]] = (), p_degraded: float = 0.0,
                  smoke_floor: tuple[float, float] | None = None, p_soft: float = 0.0,
-                 uneven_keep: tuple[float, float] | None = None):
+                 uneven_keep: tuple[float, float] | None = None, vignette_reach: tuple[float, float] | None = None):
         if not contents:
             raise ValueError("no content to synthesise from")
         if p_degraded > 0 and not degraded:
@@ -143,7 +143,7 @@ class SynthPatchDataset(IterableDataset):
             raise ValueError(f"patch_tasks {', '.join(sorted(unknown))} not among the tasks {', '.join(self.tasks)}")
         self.patch_tasks = tuple(patch_tasks)
         self.degraded, self.p_degraded = list(degraded), p_degraded
-        self.smoke_floor, self.uneven_keep = smoke_floor, uneven_keep
+        self.smoke_floor, self.uneven_keep, self.vignette_reach = smoke_floor, uneven_keep, vignette_reach
 
     def _distortions(self, rng: np.random.Generator) -> dict[str, float]:
         r = rng.random()
@@ -201,6 +201,8 @@ class SynthPatchDataset(IterableDataset):
             recipe.params["smoke"]["floor"] = float(rng.uniform(*self.smoke_floor))
         if self.uneven_keep is not None and "uneven_illumination" in recipe.params:
             recipe.params["uneven_illumination"]["keep"] = float(rng.uniform(*self.uneven_keep))
+        if self.vignette_reach is not None and "uneven_illumination" in recipe.params:
+            recipe.params["uneven_illumination"]["reach"] = float(rng.uniform(*self.vignette_reach))
         t = float(rng.uniform(0, 10))
         frame = recipe.render(scene, t)
         camera = int(rng.integers(2**31))

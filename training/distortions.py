@@ -185,7 +185,8 @@ class UnevenIllumination(Distortion):
             falloff = (1.0 + d2 / (1.6 - 1.25 * severity) ** 2) ** -params["power"]
             g = falloff * (1.0 + 1.8 * severity * params["hot"] * np.exp(-d2 / 0.05))
         elif generator == "vignette":
-            cy, cx = 0.3 * params["offset"] * np.sin(angle) + wobble[0], 0.3 * params["offset"] * np.cos(angle) + wobble[1]
+            reach = params.get("reach", 0.3) * params["offset"]  # "reach": TrainConfig.vignette_reach
+            cy, cx = reach * np.sin(angle) + wobble[0], reach * np.cos(angle) + wobble[1]
             d2 = ((ys - cy) * params["aspect"]) ** 2 + ((xs - cx) / params["aspect"]) ** 2
             dark = 1.0 - (1.0 + d2 / 0.36) ** -params["power"]  # 0 at the centre, ~0.9 in the corners
             g = 1.0 - (0.3 + 0.7 * severity) * dark

@@ -7,7 +7,8 @@ at four levels on the clear frames of a split's clean footage, alone and in pair
 decides as the monitor does at its fitted operating points.
 
 Levels are set on the same physical scale as the training levels' centres, at the 360 px reference
-(larger frames scale with their short side): noise of standard deviation 6-22 (as `sensor` noise's
+(the blurs of larger frames scale with their short side; noise stays per pixel, as a camera's, so
+the analysis's downscaling of a 1080p frame thins it): noise of standard deviation 6-22 (as `sensor` noise's
 sigma 5.75-22.25), defocus of the same spread as a disk of radius 1.75-6.25 px, motion of the same
 spread as a straight path of 4.75-21.25 px, each filter's parameter measured to that spread; smoke
 and uneven light have no such common unit, so the report prints each level's SSIM target beside

@@ -40,7 +40,7 @@ from model.tasks import NUM_LEVELS
 from training.distortions import frame_scale
 from training.metrics import exact_match, micro_f1, per_task, recall_by_level, srocc
 from training.quality import fr_quality
-from training.realcheck import DEFAULT_DATA, clear_frames, report_predictor, write_report
+from training.realcheck import DEFAULT_DATA, clear_frame_run, write_report
 from training.realworld import judged
 
 # The order light reaches the sensor in, which pairs are applied in.
@@ -307,16 +307,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="write foreign_<split>.json and .md into this folder")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
-    if args.frames < 1:
-        print(f"foreign: error: --frames must be at least 1, got {args.frames}", file=sys.stderr)
+    run = clear_frame_run("foreign", args.data, args.weights, args.frames, args.split)
+    if run is None:
         return 2
-    predictor = report_predictor("foreign", args.data, args.weights)
-    if predictor is None:
-        return 2
-    frames = clear_frames(args.data, args.frames, args.split)
-    if not frames:
-        print(f"foreign: error: {args.data}: no clean {args.split} footage found", file=sys.stderr)
-        return 2
+    predictor, frames = run
     report = {"data": str(args.data), "split": args.split, "seed": args.seed,
               "weights": args.weights or f"{predictor.name} (shipped)",
               **measure(predictor, frames, args.seed, progress=not args.quiet, keep_mean=args.keep_mean)}

@@ -176,6 +176,22 @@ def clear_frames(data: Path, per_item: int, split: str = "val") -> list[np.ndarr
     return frames
 
 
+def clear_frame_run(prog: str, data: Path, weights: str | None, per_item: int, split: str = "val"):
+    """The predictor and the clear frames (`per_item` of each clean item of `split`) a report on
+    clear real frames runs on, or None after one line on stderr saying why not."""
+    if per_item < 1:
+        print(f"{prog}: error: --frames must be at least 1, got {per_item}", file=sys.stderr)
+        return None
+    predictor = report_predictor(prog, data, weights)
+    if predictor is None:
+        return None
+    frames = clear_frames(data, per_item, split)
+    if not frames:
+        print(f"{prog}: error: {data}: no clean {split} footage found", file=sys.stderr)
+        return None
+    return predictor, frames
+
+
 @dataclass
 class Observed:
     """What the monitor reported on one file: per analysed frame (inside the item's window) the

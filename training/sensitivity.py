@@ -36,7 +36,7 @@ from model.tasks import NUM_LEVELS, level_to_severity
 from training.distortions import create_distortion
 from training.metrics import srocc
 from training.quality import fr_quality
-from training.realcheck import DEFAULT_DATA, clear_frames, report_predictor, write_report
+from training.realcheck import DEFAULT_DATA, clear_frame_run, write_report
 from training.realworld import judged
 
 
@@ -150,16 +150,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="write sensitivity.json and sensitivity.md into this folder")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
-    if args.frames < 1:
-        print(f"sensitivity: error: --frames must be at least 1, got {args.frames}", file=sys.stderr)
+    run = clear_frame_run("sensitivity", args.data, args.weights, args.frames)
+    if run is None:
         return 2
-    predictor = report_predictor("sensitivity", args.data, args.weights)
-    if predictor is None:
-        return 2
-    frames = clear_frames(args.data, args.frames)
-    if not frames:
-        print(f"sensitivity: error: {args.data}: no clean val footage found", file=sys.stderr)
-        return 2
+    predictor, frames = run
     report = {"data": str(args.data), "weights": args.weights or f"{predictor.name} (shipped)",
               **measure(predictor, frames, progress=not args.quiet)}
     write_report(args.out, "sensitivity", report, markdown(report))

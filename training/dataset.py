@@ -143,7 +143,14 @@ class SynthPatchDataset(IterableDataset):
             raise ValueError(f"patch_tasks {', '.join(sorted(unknown))} not among the tasks {', '.join(self.tasks)}")
         self.patch_tasks = tuple(patch_tasks)
         self.degraded, self.p_degraded = list(degraded), p_degraded
-        self.smoke_floor, self.uneven_keep, self.vignette_reach = smoke_floor, uneven_keep, vignette_reach
+        # Per-sample parameters drawn from a [low, high] range where one is given, in this order (the
+        # stream's draws stay where they were for a range left out): smoke's faintest opacity
+        # (TrainConfig.smoke_floor), how much of the mean brightness uneven light keeps (uneven_keep), how
+        # far off the axis a vignette lies (vignette_reach).
+        self.drawn = [(task, key, span) for task, key, span in (("smoke", "floor", smoke_floor),
+                                                               ("uneven_illumination", "keep", uneven_keep),
+                                                               ("uneven_illumination", "reach", vignette_reach))
+                      if span is not None]
 
     def _distortions(self, rng: np.random.Generator) -> dict[str, float]:
         r = rng.random()
@@ -197,12 +204,9 @@ class SynthPatchDataset(IterableDataset):
         severities = self._distortions(rng)
         severities.pop(real, None)
         recipe = Recipe.constant(severities, rng, self.generators)
-        if self.smoke_floor is not None and "smoke" in recipe.params:
-            recipe.params["smoke"]["floor"] = float(rng.uniform(*self.smoke_floor))
-        if self.uneven_keep is not None and "uneven_illumination" in recipe.params:
-            recipe.params["uneven_illumination"]["keep"] = float(rng.uniform(*self.uneven_keep))
-        if self.vignette_reach is not None and "uneven_illumination" in recipe.params:
-            recipe.params["uneven_illumination"]["reach"] = float(rng.uniform(*self.vignette_reach))
+        for task, key, span in self.drawn:
+            if task in recipe.params:
+                recipe.params[task][key] = float(rng.uniform(*span))
         t = float(rng.uniform(0, 10))
         frame = recipe.render(scene, t)
         camera = int(rng.integers(2**31))

@@ -219,7 +219,7 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
     mean brightness first, which asks whether a distortion is missed for how it changes the level."""
     tasks = list(predictor.tasks)
     rng = np.random.default_rng(seed)
-    truth, called, quality, target, total, names = [], [], [], [], [], []
+    truth, called, quality, target, names = [], [], [], [], []
     for frame in tqdm(frames, desc="frames", unit="frame", disable=not progress):
         made = list(draws(frame, rng))
         if keep_mean:
@@ -230,9 +230,8 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
             called.append(a)
             quality.append(float(q))
             target.append(fr_quality(frame, d.image) if d.levels else 100.0)
-            total.append(sum(d.levels.values()))
             names.append(d.generators)
-    levels, called = np.array(truth), np.array(called, bool)
+    levels, called, target = np.array(truth), np.array(called, bool), np.array(target)
     present = levels > 0
     report = {"frames": len(frames), "draws": len(levels), "tasks": tasks, "keep_mean": keep_mean,
               "micro_f1": micro_f1(present, called), "exact_match": exact_match(present, called),
@@ -243,17 +242,18 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
     report["rows"] = []
     for generator in GENERATORS:
         j = tasks.index(generator.distortion)
+        others = [k for k in range(len(tasks)) if k != j]
+        alone = np.array([n == (generator.name,) for n in names])
         for level in range(1, NUM_LEVELS + 1):
-            at = np.array([n == (generator.name,) for n in names]) & (levels[:, j] == level)
-            others = [k for k in range(len(tasks)) if k != j]
+            at = alone & (levels[:, j] == level)
             report["rows"].append({"distortion": generator.distortion, "generator": generator.name, "level": level,
                                    "value": generator.values[level - 1], "draws": int(at.sum()),
                                    "called": float(called[at, j].mean()),
                                    "other": float(called[at][:, others].any(axis=1).mean()),
-                                   "target": float(np.mean(np.asarray(target)[at]))})
+                                   "target": float(target[at].mean())})
     report["quality_target_srocc"] = srocc(quality, target)
     # Quality falls as distortion is added: the correlation with the total level, sign turned.
-    report["quality_level_srocc"] = -srocc(quality, total)
+    report["quality_level_srocc"] = -srocc(quality, levels.sum(axis=1))
     return report
 
 

@@ -15,7 +15,7 @@ from model.checkpoint import read_checkpoint
 from model.predict import Predictor
 from training.metrics import identification_metrics, micro_f1, exact_match, recall_by_level, roc_auc, srocc
 from model import create_model
-from model.preprocess import extract
+from model.preprocess import InputConfig, context_view, extract, valid_mask
 from training.provenance import against, machine_record, of_checkpoint, processor_name
 from training.trainer import TrainConfig, TrainingForward, autocast_dtype, losses, model_inputs, train, update_average
 from training.scene import ProceduralScene
@@ -93,6 +93,20 @@ def test_training_resumes_from_last_checkpoint(tmp_path, caplog):
     assert raw.keys() == average.keys()  # last.pt carries the average beside the raw weights, not a copy
     assert any(not torch.equal(raw[k], average[k]) for k in raw if raw[k].is_floating_point())
     assert f"training on cpu ({processor_name()}) in " in caplog.text  # the log names the machine too
+
+
+@pytest.mark.slow
+def test_the_field_of_view_threshold_is_trained_with_and_saved_with_the_weights(tmp_path):
+    cfg = TrainConfig(model="scopewatch_lap5_small", tasks=("noise",), train_content=("procedural:0-2",),
+                      val_content=("procedural:100-101",), steps=2, batch_size=4, warmup=1, val_every=2,
+                      val_samples=4, workers=0, compile=False, fov_luma=8.0, out=str(tmp_path / "run"))
+    model = load_checkpoint(train(cfg, progress=False))
+    assert model.input_cfg.fov_luma == 8.0 and Predictor(model, "cpu").input_cfg.fov_luma == 8.0
+    # Tissue darkened to luma ~12 (a light off to one side) stays in the view at 8, not at the default 18.
+    ys, xs = np.mgrid[0:360, 0:640]
+    dark = np.repeat((13 + 4 * np.sin((xs + ys) / 40))[..., None], 3, axis=2).round().astype(np.uint8)  # luma 9-17
+    assert valid_mask(context_view(dark, model.input_cfg), model.input_cfg).all()
+    assert not valid_mask(context_view(dark, InputConfig()), InputConfig()).any()
 
 
 @pytest.mark.slow
@@ -222,6 +236,7 @@ def test_weight_average_lags_the_weights_and_starts_close_to_them():
     ('{"soft_capture": 1.5}', "soft_capture must be in [0, 1]"),
     ('{"uneven_keep": [0.5, 1.5]}', "uneven_keep must be [low, high] with 0 <= low <= high <= 1"),
     ('{"vignette_reach": [1.0, 0.5]}', "vignette_reach must be [low, high] with 0 <= low <= high <= 2"),
+    ('{"fov_luma": 300}', "fov_luma must be in [0, 255), got 300"),
 ])
 def test_a_settings_file_with_a_bad_setting_is_one_line(tmp_path, settings, message):
     config = tmp_path / "train.json"

@@ -75,6 +75,11 @@ class TrainConfig:
     # labelled clean; training.dataset.soft_capture).
     soft_capture: float = 0.0
     placement: str = "mixed"  # where the model's patches go (model.preprocess.InputConfig.placement)
+    # Mean 8-bit luma under which a context cell counts as outside the image (model.preprocess.
+    # InputConfig.fov_luma, saved with the weights). The scope's black border lies under 6; at 18 a
+    # view darkened on one side loses that side to the mask, so the model cannot see the darkening
+    # (FFmpeg's strongest vignette: 37% of the field, training.foreign).
+    fov_luma: float = 18.0
     nuisances: float = 1.0  # how often clean content carries the nuisances of normal surgery (training.nuisances)
     # The colour cast drawn by the camera after the distortions, not on the scene before them
     # (training.nuisances.Nuisances.cast_in_camera).
@@ -346,6 +351,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         raise ValueError(f"smoke_floor must be [low, high] with 0 < low <= high < 0.9, got {cfg.smoke_floor}")
     if cfg.uneven_keep is not None and not (len(cfg.uneven_keep) == 2 and 0.0 <= cfg.uneven_keep[0] <= cfg.uneven_keep[1] <= 1.0):
         raise ValueError(f"uneven_keep must be [low, high] with 0 <= low <= high <= 1, got {cfg.uneven_keep}")
+    if not 0.0 <= cfg.fov_luma < 255.0:
+        raise ValueError(f"fov_luma must be in [0, 255), got {cfg.fov_luma}")
     if cfg.vignette_reach is not None and not (len(cfg.vignette_reach) == 2 and 0.0 <= cfg.vignette_reach[0] <= cfg.vignette_reach[1] <= 2.0):
         raise ValueError(f"vignette_reach must be [low, high] with 0 <= low <= high <= 2, got {cfg.vignette_reach}")
     if not 0.0 <= cfg.soft_capture <= 1.0:
@@ -381,7 +388,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     else:
         machines, trajectory = [], {}
         model = create_model(cfg.model, cfg.tasks, scale_ratios=cfg.scale_ratios, patch_shapes=cfg.patch_shapes,
-                             context_max=cfg.context_max, input_cfg=InputConfig(placement=cfg.placement), patch_aux=len(cfg.patch_tasks) if cfg.patch_route == "own" else None).train()
+                             context_max=cfg.context_max, input_cfg=InputConfig(placement=cfg.placement, fov_luma=cfg.fov_luma), patch_aux=len(cfg.patch_tasks) if cfg.patch_route == "own" else None).train()
         model.nss_mean, model.nss_std = nss_statistics(train_contents, cfg, model.input_cfg)
     model = model.to(device, memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]

@@ -73,6 +73,7 @@ def test_the_report_draws_every_generator_at_every_level_on_the_clear_val_frames
     assert {(row["generator"], row["level"]) for row in report["rows"]} == \
         {(g.name, lv) for g in GENERATORS for lv in range(1, NUM_LEVELS + 1)}
     assert all(row["draws"] == 5 and 0.0 <= row["called"] <= 1.0 for row in report["rows"])
+    assert report["fov_luma"] == 18.0 and all(0.0 <= row["in_view"] <= 1.0 for row in report["rows"])
     assert {g.distortion for g in GENERATORS} == set(TASKS)
     supports = {t: report["per_task"][t]["support"] for t in TASKS}
     # Each distortion: 2 generators x 4 levels on each frame, plus its share of the pairs.
@@ -91,6 +92,9 @@ def test_the_shipped_weights_leave_the_clear_frame_alone_and_call_strong_noise(s
     assert report["clear_alarmed"] == 0.0
     strong = {row["generator"]: row["called"] for row in report["rows"] if row["level"] == NUM_LEVELS}
     assert strong["ffmpeg_noise"] == 1.0 and strong["luma_uniform"] == 1.0
+    # Blur leaves the field of view as it is; the strongest vignette darkens part of it out of view.
+    in_view = {(row["generator"], row["level"]): row["in_view"] for row in report["rows"]}
+    assert in_view["gblur", 1] > 0.97 and in_view["vignette", NUM_LEVELS] < in_view["vignette", 1] <= 1.0
 
 
 @pytest.mark.parametrize("args, message", [(["--data", "{tmp}/none"], "no such folder"),

@@ -36,6 +36,7 @@ import av.filter
 import numpy as np
 from tqdm import tqdm
 
+from model.preprocess import extract
 from model.tasks import NUM_LEVELS
 from training.distortions import frame_scale
 from training.metrics import exact_match, micro_f1, per_task, recall_by_level, srocc
@@ -214,26 +215,31 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
             keep_mean: bool = False) -> dict:
     """The decision and quality on every draw of every frame: identification figures over all draws
     (micro/macro-F1, exact match, per distortion, recall by level), the share of each generator's
-    draws called at each level, the clear frames' alarms, and the quality's SROCC against its SSIM
-    target and against the total level. `keep_mean`: every draw is scaled back to its clear frame's
+    draws called at each level and how much of the clear frame's field of view it leaves in the
+    model's view (a side darkened under the model's `fov_luma` is taken for the scope's black border
+    and not looked at), the clear frames' alarms, and the quality's SROCC against its SSIM target and
+    against the total level. `keep_mean`: every draw is scaled back to its clear frame's
     mean brightness first, which asks whether a distortion is missed for how it changes the level."""
     tasks = list(predictor.tasks)
     rng = np.random.default_rng(seed)
-    truth, called, quality, target, names = [], [], [], [], []
+    truth, called, quality, target, names, in_view = [], [], [], [], [], []
     for frame in tqdm(frames, desc="frames", unit="frame", disable=not progress):
         made = list(draws(frame, rng))
         if keep_mean:
             made = [Draw(with_mean_of(d.image, frame), d.levels, d.generators) if d.levels else d for d in made]
         alarms, scores = judged(predictor, [d.image for d in made])
+        field = extract(frame, predictor.input_cfg).mask
         for d, a, q in zip(made, alarms, scores):
+            in_view.append(float((field & extract(d.image, predictor.input_cfg).mask).sum() / max(field.sum(), 1)))
             truth.append([d.levels.get(t, 0) for t in tasks])
             called.append(a)
             quality.append(float(q))
             target.append(fr_quality(frame, d.image) if d.levels else 100.0)
             names.append(d.generators)
-    levels, called, target = np.array(truth), np.array(called, bool), np.array(target)
+    levels, called, target, in_view = np.array(truth), np.array(called, bool), np.array(target), np.array(in_view)
     present = levels > 0
     report = {"frames": len(frames), "draws": len(levels), "tasks": tasks, "keep_mean": keep_mean,
+              "fov_luma": predictor.input_cfg.fov_luma,
               "micro_f1": micro_f1(present, called), "exact_match": exact_match(present, called),
               "per_task": per_task(present, called, tasks), "recall_by_level": recall_by_level(levels, called, tasks)}
     report["macro_f1"] = float(np.mean([report["per_task"][t]["f1"] for t in tasks]))
@@ -250,7 +256,7 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
                                    "value": generator.values[level - 1], "draws": int(at.sum()),
                                    "called": float(called[at, j].mean()),
                                    "other": float(called[at][:, others].any(axis=1).mean()),
-                                   "target": float(target[at].mean())})
+                                   "target": float(target[at].mean()), "in_view": float(in_view[at].mean())})
     report["quality_target_srocc"] = srocc(quality, target)
     # Quality falls as distortion is added: the correlation with the total level, sign turned.
     report["quality_level_srocc"] = -srocc(quality, levels.sum(axis=1))
@@ -283,11 +289,12 @@ def markdown(report: dict) -> str:
         lines.append(f"| {t} | " + " | ".join(f"{per[str(lv)]['recall']:.3f} ({per[str(lv)]['support']})"
                                               for lv in range(1, NUM_LEVELS + 1)) + " |")
     lines += ["", "Each generator alone: the share of its draws on which the distortion is called / on which "
-              "another one is called, and the draws' mean SSIM target (100: the clear frame).", "",
+              "another one is called, the draws' mean SSIM target (100: the clear frame), and the share of the "
+              f"clear frame's field of view left in the model's view (context luma above {report['fov_luma']:g}).", "",
               "| distortion | generator | " + " | ".join(f"level {lv}" for lv in range(1, NUM_LEVELS + 1)) + " |",
               "|---" * (NUM_LEVELS + 2) + "|"]
     for t, g in dict.fromkeys((r["distortion"], r["generator"]) for r in report["rows"]):
-        cells = [f"{r['called']:.0%} / {r['other']:.0%}, {r['target']:.1f}" for r in report["rows"]
+        cells = [f"{r['called']:.0%} / {r['other']:.0%}, {r['target']:.1f}, {r['in_view']:.0%} in view" for r in report["rows"]
                  if r["distortion"] == t and r["generator"] == g]
         lines.append(f"| {t} | {g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -78,7 +78,7 @@ class TrainConfig:
     # Mean 8-bit luma under which a context cell counts as outside the image (model.preprocess.
     # InputConfig.fov_luma, saved with the weights). The scope's black border lies under 6; at 18 a
     # view darkened on one side loses that side to the mask, so the model cannot see the darkening
-    # (FFmpeg's strongest vignette: 37% of the field, training.foreign).
+    # (FFmpeg's strongest vignette leaves 54% of the field in view: reports/foreign/foreign_val.md).
     fov_luma: float = 18.0
     nuisances: float = 1.0  # how often clean content carries the nuisances of normal surgery (training.nuisances)
     # The colour cast drawn by the camera after the distortions, not on the scene before them

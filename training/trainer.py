@@ -76,7 +76,7 @@ class TrainConfig:
     soft_capture: float = 0.0
     placement: str = "mixed"  # where the model's patches go (model.preprocess.InputConfig.placement)
     # Mean 8-bit luma under which a context cell counts as outside the image (model.preprocess.
-    # InputConfig.fov_luma, saved with the weights). The scope's black border lies under 6; at 18 a
+    # InputConfig.fov_luma, saved with the weights). The scope's black border is near 0; at 18 a
     # view darkened on one side loses that side to the mask, so the model cannot see the darkening
     # (FFmpeg's strongest vignette leaves 54% of the field in view: reports/foreign/foreign_val.md).
     fov_luma: float = 18.0

@@ -164,6 +164,20 @@ def test_uneven_light_that_keeps_none_of_the_mean_darkens_the_view_in_the_same_p
         assert darker < 0.9 * kept.astype(float).mean()
 
 
+@pytest.mark.parametrize("generator", ["spot", "vignette", "gradient"])
+def test_uneven_light_dimmed_to_its_peak_only_darkens_in_the_same_pattern(generator, content_frame):
+    # TrainConfig.uneven_dim: the pattern's brightest point brought down to the frame's own exposure.
+    d = create_distortion("uneven_illumination", (generator,))
+    params = d.sample_params(np.random.default_rng(5))
+    shape = content_frame.shape[:2]
+    kept, dimmed = d.gain(shape, 0.6, params, 0.0), d.gain(shape, 0.6, {**params, "dim": 1.0}, 0.0)
+    assert np.array_equal(kept, d.gain(shape, 0.6, {**params, "dim": 0.0}, 0.0))
+    assert kept.max() > 1.05 and dimmed.max() == pytest.approx(1.0, abs=0.01)  # nothing brightened
+    assert np.allclose(dimmed / dimmed.mean(), kept / kept.mean(), rtol=1e-3)  # the same pattern
+    half = d.gain(shape, 0.6, {**params, "dim": 0.5}, 0.0)
+    assert dimmed.mean() < half.mean() < kept.mean()
+
+
 def test_a_vignette_that_reaches_further_from_the_axis_darkens_one_side_more(content_frame):
     # TrainConfig.vignette_reach: the vignette's centre may lie further from the axis than the recipe's 0.3.
     d = create_distortion("uneven_illumination", ("vignette",))

@@ -125,7 +125,8 @@ class SynthPatchDataset(IterableDataset):
                  generators: dict[str, tuple[str, ...]] | None = None, patch_tasks: tuple[str, ...] = (),
                  degraded: list[tuple[Content, str]] = (), p_degraded: float = 0.0,
                  smoke_floor: tuple[float, float] | None = None, p_soft: float = 0.0,
-                 uneven_keep: tuple[float, float] | None = None, vignette_reach: tuple[float, float] | None = None):
+                 uneven_keep: tuple[float, float] | None = None, vignette_reach: tuple[float, float] | None = None,
+                 uneven_dim: tuple[float, float] | None = None):
         if not contents:
             raise ValueError("no content to synthesise from")
         if p_degraded > 0 and not degraded:
@@ -146,10 +147,12 @@ class SynthPatchDataset(IterableDataset):
         # Per-sample parameters drawn from a [low, high] range where one is given, in this order (the
         # stream's draws stay where they were for a range left out): smoke's faintest opacity
         # (TrainConfig.smoke_floor), how much of the mean brightness uneven light keeps (uneven_keep), how
-        # far off the axis a vignette lies (vignette_reach).
+        # far off the axis a vignette lies (vignette_reach), how far its peak is brought down to the
+        # frame's exposure (uneven_dim).
         self.drawn = [(task, key, span) for task, key, span in (("smoke", "floor", smoke_floor),
                                                                ("uneven_illumination", "keep", uneven_keep),
-                                                               ("uneven_illumination", "reach", vignette_reach))
+                                                               ("uneven_illumination", "reach", vignette_reach),
+                                                               ("uneven_illumination", "dim", uneven_dim))
                       if span is not None]
 
     def _distortions(self, rng: np.random.Generator) -> dict[str, float]:

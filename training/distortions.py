@@ -160,7 +160,10 @@ class UnevenIllumination(Distortion):
     across the frame, not the overall level; a sample's params may carry "keep"
     (TrainConfig.uneven_keep), the power of the mean the gain is divided by: 0 leaves the pattern's
     own darkening (a dim or off-axis light darkens the view; it does not lend the centre what it
-    takes from the edges). The pattern wanders slowly over time."""
+    takes from the edges), and "dim" (TrainConfig.uneven_dim), the power of the gain's peak it is
+    then divided by: 1 leaves the brightest point at the frame's own exposure, so the pattern only
+    darkens (a shading from one side that lends nothing to the other). The pattern wanders slowly
+    over time."""
 
     name = "uneven_illumination"
     order = 10
@@ -198,7 +201,10 @@ class UnevenIllumination(Distortion):
             d2 = ((ys - cy) * params["aspect"]) ** 2 + ((xs - cx) / params["aspect"]) ** 2
             hot = (0.15 + 2.0 * severity) * np.exp(-d2 / (2 * (0.15 + params["width"] / 2) ** 2))
             return resize_field(((1.0 + 0.3 * severity) * (1.0 + hot)).astype(np.float32), shape)
-        return resize_field((g / g.mean() ** params.get("keep", 1.0)).astype(np.float32), shape)
+        g = g / g.mean() ** params.get("keep", 1.0)
+        if "dim" in params:
+            g = g / g.max() ** params["dim"]
+        return resize_field(g.astype(np.float32), shape)
 
     def _render(self, frame, severity, params, t):
         g = self.gain(frame.shape[:2], severity, params, t)

@@ -129,6 +129,11 @@ class TrainConfig:
     # (None: 0.3, near the axis, where it looks most like the scope's own fall-off, taught as clean);
     # a light off to one side darkens one side of the view more (FFmpeg's vignette, training.foreign).
     vignette_reach: tuple[float, float] | None = None
+    # [low, high]: each sample with uneven light (but over-exposure) draws how far the pattern's
+    # peak is brought down to the frame's own exposure (training.distortions.UnevenIllumination,
+    # "dim"; None: not at all). The recipe's one-sided shading brightens one side as much as it
+    # darkens the other; FFmpeg's linear shading only darkens, and no model calls it (training.foreign).
+    uneven_dim: tuple[float, float] | None = None
     quality_weight: float = 2.0
     # x the pairwise order loss of the quality (quality_rank): L1 fits each sample's score alone, so one
     # distortion's scale can drift against another's, and that order is what SROCC judges. 0: off.
@@ -159,7 +164,7 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
-        for k in ("tasks", "train_content", "val_content", "patch_tasks", "smoke_floor", "uneven_keep", "vignette_reach"):
+        for k in ("tasks", "train_content", "val_content", "patch_tasks", "smoke_floor", "uneven_keep", "vignette_reach", "uneven_dim"):
             if data.get(k) is not None:
                 data[k] = tuple(data[k])
         return cls(**data)
@@ -353,6 +358,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         raise ValueError(f"uneven_keep must be [low, high] with 0 <= low <= high <= 1, got {cfg.uneven_keep}")
     if not 0.0 <= cfg.fov_luma < 255.0:
         raise ValueError(f"fov_luma must be in [0, 255), got {cfg.fov_luma}")
+    if cfg.uneven_dim is not None and not (len(cfg.uneven_dim) == 2 and 0.0 <= cfg.uneven_dim[0] <= cfg.uneven_dim[1] <= 1.0):
+        raise ValueError(f"uneven_dim must be [low, high] with 0 <= low <= high <= 1, got {cfg.uneven_dim}")
     if cfg.vignette_reach is not None and not (len(cfg.vignette_reach) == 2 and 0.0 <= cfg.vignette_reach[0] <= cfg.vignette_reach[1] <= 2.0):
         raise ValueError(f"vignette_reach must be [low, high] with 0 <= low <= high <= 2, got {cfg.vignette_reach}")
     if not 0.0 <= cfg.soft_capture <= 1.0:
@@ -409,7 +416,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     degraded = [(c, source.present) for source, c in open_degraded((640, 360), cfg.sample_seed)] if cfg.real_degraded else []
     stream = cfg.dataset(train_contents, model.input_cfg, cfg.sample_seed * 1_000_003 + step, severity_skew=cfg.severity_skew,
                          smoke_floor=cfg.smoke_floor, p_soft=cfg.soft_capture, degraded=degraded, p_degraded=cfg.real_degraded,
-                         uneven_keep=cfg.uneven_keep, vignette_reach=cfg.vignette_reach)
+                         uneven_keep=cfg.uneven_keep, vignette_reach=cfg.vignette_reach, uneven_dim=cfg.uneven_dim)
     loader = iter(DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers,
                              persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None,
                              pin_memory=device.type == "cuda"))

@@ -36,7 +36,7 @@ import av.filter
 import numpy as np
 from tqdm import tqdm
 
-from model.preprocess import extract
+from model.preprocess import analysis_frame, context_view, valid_mask
 from model.tasks import NUM_LEVELS
 from training.distortions import frame_scale
 from training.metrics import exact_match, micro_f1, per_task, recall_by_level, srocc
@@ -211,6 +211,11 @@ def with_mean_of(image: np.ndarray, frame: np.ndarray) -> np.ndarray:
     return np.clip(image.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
 
 
+def in_view_mask(image: np.ndarray, cfg) -> np.ndarray:
+    """The context cells the model looks at (model.preprocess.extract's mask, without its patches)."""
+    return valid_mask(context_view(analysis_frame(image, cfg), cfg), cfg)
+
+
 def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool = False,
             keep_mean: bool = False) -> dict:
     """The decision and quality on every draw of every frame: identification figures over all draws
@@ -228,9 +233,9 @@ def measure(predictor, frames: list[np.ndarray], seed: int = 0, progress: bool =
         if keep_mean:
             made = [Draw(with_mean_of(d.image, frame), d.levels, d.generators) if d.levels else d for d in made]
         alarms, scores = judged(predictor, [d.image for d in made])
-        field = extract(frame, predictor.input_cfg).mask
+        field = in_view_mask(frame, predictor.input_cfg)
         for d, a, q in zip(made, alarms, scores):
-            in_view.append(float((field & extract(d.image, predictor.input_cfg).mask).sum() / max(field.sum(), 1)))
+            in_view.append(float((field & in_view_mask(d.image, predictor.input_cfg)).sum() / max(field.sum(), 1)))
             truth.append([d.levels.get(t, 0) for t in tasks])
             called.append(a)
             quality.append(float(q))

@@ -238,6 +238,7 @@ def test_weight_average_lags_the_weights_and_starts_close_to_them():
     ('{"vignette_reach": [1.0, 0.5]}', "vignette_reach must be [low, high] with 0 <= low <= high <= 2"),
     ('{"fov_luma": 300}', "fov_luma must be in [0, 255), got 300"),
     ('{"uneven_dim": [0.0, 2.0]}', "uneven_dim must be [low, high] with 0 <= low <= high <= 1"),
+    ('{"uneven_dim": [0.5]}', "uneven_dim must be [low, high] with 0 <= low <= high <= 1, got [0.5]"),
 ])
 def test_a_settings_file_with_a_bad_setting_is_one_line(tmp_path, settings, message):
     config = tmp_path / "train.json"

@@ -338,6 +338,18 @@ def nss_statistics(contents, cfg: TrainConfig, input_cfg, n: int = 256) -> tuple
     return feats.mean(0), feats.std(0).clamp_min(1e-3)
 
 
+def check_span(name: str, span, low: float, high: float, open_ends: bool = False) -> None:
+    """A [low, high] setting (None: off) holds two values in order within [low, high], or within
+    (low, high) with `open_ends` (a smoke floor of 0 would draw smoke that is not there)."""
+    if span is None:
+        return
+    op = "<" if open_ends else "<="
+    inside = len(span) == 2 and span[0] <= span[1] and (
+        low < span[0] and span[1] < high if open_ends else low <= span[0] and span[1] <= high)
+    if not inside:
+        raise ValueError(f"{name} must be [low, high] with {low:g} {op} low <= high {op} {high:g}, got {list(span)}")
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> Path:
     """Train `cfg` into `cfg.out` (best.pt, snapshots, a resumable last.pt); with `stop_at`, stop
     after that step, validated and saved, on the schedule of the whole run (`cfg.steps`), so that
@@ -352,16 +364,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         raise ValueError(f"severity_skew must be positive, got {cfg.severity_skew}")
     if cfg.patch_head not in ("presence", "own"):
         raise ValueError(f"patch_head must be presence or own, got {cfg.patch_head!r}")
-    if cfg.smoke_floor is not None and not (len(cfg.smoke_floor) == 2 and 0.0 < cfg.smoke_floor[0] <= cfg.smoke_floor[1] < 0.9):
-        raise ValueError(f"smoke_floor must be [low, high] with 0 < low <= high < 0.9, got {cfg.smoke_floor}")
-    if cfg.uneven_keep is not None and not (len(cfg.uneven_keep) == 2 and 0.0 <= cfg.uneven_keep[0] <= cfg.uneven_keep[1] <= 1.0):
-        raise ValueError(f"uneven_keep must be [low, high] with 0 <= low <= high <= 1, got {cfg.uneven_keep}")
+    check_span("smoke_floor", cfg.smoke_floor, 0.0, 0.9, open_ends=True)
+    check_span("uneven_keep", cfg.uneven_keep, 0.0, 1.0)
     if not 0.0 <= cfg.fov_luma < 255.0:
         raise ValueError(f"fov_luma must be in [0, 255), got {cfg.fov_luma}")
-    if cfg.uneven_dim is not None and not (len(cfg.uneven_dim) == 2 and 0.0 <= cfg.uneven_dim[0] <= cfg.uneven_dim[1] <= 1.0):
-        raise ValueError(f"uneven_dim must be [low, high] with 0 <= low <= high <= 1, got {cfg.uneven_dim}")
-    if cfg.vignette_reach is not None and not (len(cfg.vignette_reach) == 2 and 0.0 <= cfg.vignette_reach[0] <= cfg.vignette_reach[1] <= 2.0):
-        raise ValueError(f"vignette_reach must be [low, high] with 0 <= low <= high <= 2, got {cfg.vignette_reach}")
+    check_span("uneven_dim", cfg.uneven_dim, 0.0, 1.0)
+    check_span("vignette_reach", cfg.vignette_reach, 0.0, 2.0)
     if not 0.0 <= cfg.soft_capture <= 1.0:
         raise ValueError(f"soft_capture must be in [0, 1], got {cfg.soft_capture}")
     if not 0.0 <= cfg.real_degraded < 1.0:

@@ -238,6 +238,8 @@ def test_weight_average_lags_the_weights_and_starts_close_to_them():
     ('{"vignette_reach": [1.0, 0.5]}', "vignette_reach must be [low, high] with 0 <= low <= high <= 2"),
     ('{"fov_luma": 300}', "fov_luma must be in [0, 255), got 300"),
     ('{"uneven_dim": [0.0, 2.0]}', "uneven_dim must be [low, high] with 0 <= low <= high <= 1"),
+    ('{"presence_weights": {"fog": 2.0}}', "presence_weights: fog must be one of the tasks with a positive weight"),
+    ('{"presence_weights": {"smoke": 0}}', "presence_weights: smoke must be one of the tasks with a positive weight"),
     ('{"uneven_dim": [0.5]}', "uneven_dim must be [low, high] with 0 <= low <= high <= 1, got [0.5]"),
 ])
 def test_a_settings_file_with_a_bad_setting_is_one_line(tmp_path, settings, message):
@@ -300,6 +302,20 @@ def test_quality_rank_weight_adds_the_order_loss_to_the_total():
     assert "quality_rank" not in plain
     assert ranked["quality_rank"].item() == pytest.approx(F.softplus(torch.tensor(2.0)).item())
     assert ranked["loss"].item() == pytest.approx(plain["loss"].item() + 0.5 * ranked["quality_rank"].item())
+
+
+def test_presence_weights_weigh_each_task_presence_loss_and_leave_the_rest():
+    out = {"presence_logits": torch.tensor([[2.0, -1.0], [0.5, 1.5]]), "severity": torch.full((2, 2), 0.5),
+           "quality": torch.tensor([50.0, 70.0]), "nss": torch.zeros(2, 3), "directional_logits": torch.zeros(2, 2)}
+    model = types.SimpleNamespace(nss_mean=torch.zeros(3), nss_std=torch.ones(3))
+    batch = {"presence": torch.tensor([[1.0, 1.0], [0.0, 1.0]]), "severity": torch.zeros(2, 2), "severity_known": torch.ones(2, 2),
+             "quality": torch.tensor([80.0, 40.0]), "quality_known": torch.ones(2), "nss": torch.zeros(2, 3)}
+    plain = losses(model, out, batch, TrainConfig(tasks=("noise", "smoke")))
+    heavy = losses(model, out, batch, TrainConfig(tasks=("noise", "smoke"), presence_weights={"smoke": 3.0}))
+    per_task = F.binary_cross_entropy_with_logits(out["presence_logits"], batch["presence"], reduction="none").mean(0)
+    assert plain["presence"].item() == pytest.approx(per_task.mean().item())
+    assert heavy["presence"].item() == pytest.approx((per_task[0] + 3.0 * per_task[1]).item() / 2)
+    assert heavy["loss"].item() == pytest.approx(plain["loss"].item() + heavy["presence"].item() - plain["presence"].item())
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "training" / "ablations").glob("*.json")), ids=lambda p: p.stem)

@@ -134,6 +134,10 @@ class TrainConfig:
     # "dim"; None: not at all). The recipe's one-sided shading brightens one side as much as it
     # darkens the other; FFmpeg's linear shading only darkens, and no model calls it (training.foreign).
     uneven_dim: tuple[float, float] | None = None
+    # Task -> weight of its presence loss (others 1). The presence heads share one trunk, and in
+    # every run that taught more uneven light the smoke head lost real smoke (reports/ablation/
+    # README.md): a heavier smoke loss asks the trunk to keep what tells smoke apart.
+    presence_weights: dict = field(default_factory=dict)
     quality_weight: float = 2.0
     # x the pairwise order loss of the quality (quality_rank): L1 fits each sample's score alone, so one
     # distortion's scale can drift against another's, and that order is what SROCC judges. 0: off.
@@ -256,7 +260,12 @@ def quality_rank(quality: torch.Tensor, target: torch.Tensor, known: torch.Tenso
 
 
 def losses(model, out: dict, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    presence = F.binary_cross_entropy_with_logits(out["presence_logits"], batch["presence"])
+    if cfg.presence_weights:
+        weights = torch.tensor([cfg.presence_weights.get(t, 1.0) for t in cfg.tasks], device=batch["presence"].device)
+        presence = (F.binary_cross_entropy_with_logits(out["presence_logits"], batch["presence"], reduction="none")
+                    .mean(0) * weights).mean()
+    else:  # the plain mean: the recipe's trajectory stays bit for bit what it was
+        presence = F.binary_cross_entropy_with_logits(out["presence_logits"], batch["presence"])
     present = batch["presence"] * batch["severity_known"]
     severity = ((out["severity"] - batch["severity"]).abs() * present).sum() / present.sum().clamp_min(1.0)
     known = batch["quality_known"]
@@ -374,6 +383,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
         raise ValueError(f"soft_capture must be in [0, 1], got {cfg.soft_capture}")
     if not 0.0 <= cfg.real_degraded < 1.0:
         raise ValueError(f"real_degraded must be in [0, 1), got {cfg.real_degraded}")
+    for name, weight in cfg.presence_weights.items():
+        if name not in cfg.tasks or not weight > 0:
+            raise ValueError(f"presence_weights: {name} must be one of the tasks with a positive weight, got {name}: {weight}")
     for name, gens in cfg.generator_choice().items():
         try:
             create_distortion(name, gens)  # unknown names are refused before anything runs

@@ -240,6 +240,7 @@ def test_weight_average_lags_the_weights_and_starts_close_to_them():
     ('{"uneven_dim": [0.0, 2.0]}', "uneven_dim must be [low, high] with 0 <= low <= high <= 1"),
     ('{"presence_weights": {"fog": 2.0}}', "presence_weights: fog must be one of the tasks with a positive weight"),
     ('{"presence_weights": {"smoke": 0}}', "presence_weights: smoke must be one of the tasks with a positive weight"),
+    ('{"presence_weights": {"smoke": "2"}}', "presence_weights: smoke must be one of the tasks with a positive weight, got smoke: 2"),
     ('{"uneven_dim": [0.5]}', "uneven_dim must be [low, high] with 0 <= low <= high <= 1, got [0.5]"),
 ])
 def test_a_settings_file_with_a_bad_setting_is_one_line(tmp_path, settings, message):

@@ -384,8 +384,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at
     if not 0.0 <= cfg.real_degraded < 1.0:
         raise ValueError(f"real_degraded must be in [0, 1), got {cfg.real_degraded}")
     for name, weight in cfg.presence_weights.items():
-        number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
-        if name not in cfg.tasks or not (number and weight > 0):
+        if name not in cfg.tasks or type(weight) not in (int, float) or not weight > 0:
             raise ValueError(f"presence_weights: {name} must be one of the tasks with a positive weight, got {name}: {weight}")
     for name, gens in cfg.generator_choice().items():
         try:

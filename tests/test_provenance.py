@@ -49,3 +49,16 @@ def test_a_rebuild_is_checked_against_the_run_a_checkpoint_records(tmp_path, tin
 def test_provenance_of_a_missing_checkpoint_is_one_line(tmp_path):
     r = provenance(tmp_path / "none.pt")
     assert r.returncode == 2 and r.stderr.strip() == f"error: {tmp_path / 'none.pt'}: no such checkpoint file"
+
+
+
+def test_the_processor_is_named_with_its_family_and_model_where_the_kernel_gives_them():
+    """Two CPU generations may carry one model name in a virtual machine, and only one of them
+    trains in bfloat16: the record tells them apart by the numbers."""
+    from training.provenance import processor_name
+
+    epyc = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n\n" \
+           "processor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+    assert processor_name(epyc) == "AMD EPYC (family 25, model 1)"  # the first processor's
+    assert processor_name("processor\t: 0\nmodel name\t: Some CPU\n") == "Some CPU"  # no numbers given
+    assert processor_name("") != ""  # no cpuinfo: the platform's name

@@ -27,15 +27,23 @@ import torch
 from model.checkpoint import CheckpointError, read_checkpoint
 
 
-def processor_name() -> str:
-    """The CPU's model name as the kernel reports it (platform.processor() is often empty on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def processor_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name as the kernel reports it (`cpuinfo`: the text of /proc/cpuinfo, read when
+    None; platform.processor() is often empty on Linux), with its family and model numbers: a
+    virtual machine may name two generations alike (two "AMD EPYC" of this workplace, one with
+    bfloat16 arithmetic and family 25 model 1 without), and a run trains in bfloat16 only where the
+    CPU has it."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    first = (line.split(":", 1) for line in cpuinfo.split("\n\n")[0].splitlines() if ":" in line)
+    info = {k.strip(): v.strip() for k, v in first}
+    name = info.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in info and "model" in info:
+        name += f" (family {info['cpu family']}, model {info['model']})"
+    return name
 
 
 def processor(device: torch.device) -> str:

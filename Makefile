@@ -42,8 +42,8 @@ bench: setup
 SURGICAL := ../shared/data/surgical
 TESTSET  := data/testset
 SHIP_TESTSET := data/testset_480
-RUN      := runs/synth_v16
-WEIGHTS  := model/weights/scopewatch_lap5.synth_v16.pt
+RUN      := runs/synth_v15
+WEIGHTS  := model/weights/scopewatch_lap5.synth_v15.pt
 
 weights: setup $(SHIP_TESTSET)/labels.csv
 	$(VENV)/bin/scopewatch train --out $(RUN)

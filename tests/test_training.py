@@ -311,7 +311,7 @@ def test_presence_weights_weigh_each_task_presence_loss_and_leave_the_rest():
     model = types.SimpleNamespace(nss_mean=torch.zeros(3), nss_std=torch.ones(3))
     batch = {"presence": torch.tensor([[1.0, 1.0], [0.0, 1.0]]), "severity": torch.zeros(2, 2), "severity_known": torch.ones(2, 2),
              "quality": torch.tensor([80.0, 40.0]), "quality_known": torch.ones(2), "nss": torch.zeros(2, 3)}
-    plain = losses(model, out, batch, TrainConfig(tasks=("noise", "smoke"), presence_weights={}))
+    plain = losses(model, out, batch, TrainConfig(tasks=("noise", "smoke")))
     heavy = losses(model, out, batch, TrainConfig(tasks=("noise", "smoke"), presence_weights={"smoke": 3.0}))
     per_task = F.binary_cross_entropy_with_logits(out["presence_logits"], batch["presence"], reduction="none").mean(0)
     assert plain["presence"].item() == pytest.approx(per_task.mean().item())

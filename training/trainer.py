@@ -133,13 +133,11 @@ class TrainConfig:
     # peak is brought down to the frame's own exposure (training.distortions.UnevenIllumination,
     # "dim"; None: not at all). The recipe's one-sided shading brightens one side as much as it
     # darkens the other; FFmpeg's linear shading only darkens, and no model calls it (training.foreign).
-    # Since synth_v16.
-    uneven_dim: tuple[float, float] | None = (0.0, 1.0)
-    # Task -> weight of its presence loss (others 1; empty: the plain mean). The presence heads share
-    # one trunk, and in every run that taught more uneven light the smoke head lost real smoke
-    # (reports/ablation/README.md): a heavier smoke loss asks the trunk to keep what tells smoke
-    # apart. Since synth_v16.
-    presence_weights: dict = field(default_factory=lambda: {"smoke": 2.0})
+    uneven_dim: tuple[float, float] | None = None
+    # Task -> weight of its presence loss (others 1). The presence heads share one trunk, and in
+    # every run that taught more uneven light the smoke head lost real smoke (reports/ablation/
+    # README.md): a heavier smoke loss asks the trunk to keep what tells smoke apart.
+    presence_weights: dict = field(default_factory=dict)
     quality_weight: float = 2.0
     # x the pairwise order loss of the quality (quality_rank): L1 fits each sample's score alone, so one
     # distortion's scale can drift against another's, and that order is what SROCC judges. 0: off.
@@ -266,7 +264,7 @@ def losses(model, out: dict, batch: dict, cfg: TrainConfig) -> dict[str, torch.T
         weights = torch.tensor([cfg.presence_weights.get(t, 1.0) for t in cfg.tasks], device=batch["presence"].device)
         presence = (F.binary_cross_entropy_with_logits(out["presence_logits"], batch["presence"], reduction="none")
                     .mean(0) * weights).mean()
-    else:  # the plain mean, as before synth_v16: those runs' trajectories stay bit for bit what they were
+    else:  # the plain mean: the recipe's trajectory stays bit for bit what it was
         presence = F.binary_cross_entropy_with_logits(out["presence_logits"], batch["presence"])
     present = batch["presence"] * batch["severity_known"]
     severity = ((out["severity"] - batch["severity"]).abs() * present).sum() / present.sum().clamp_min(1.0)

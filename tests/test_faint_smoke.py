@@ -28,6 +28,7 @@ def test_faint_smoke_sets_the_real_val_smoke_against_the_synthetic_levels(tmp_pa
                         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "faint_smoke.json").read_text())
+    assert report["weights"] == str(tiny_weights) and f"Weights `{tiny_weights}`" in r.stdout  # the file it read
     real = {row["item"]: row for row in report["real"]}
     # Every val smoke item with clear footage of its view; the dense still frames have none.
     assert set(real) == {"val_smoke/smoke_builds_480p60_a.mp4 1.5-3.2 s", "val_smoke/smoke_builds_480p60_b.mp4 2.5- s",

@@ -122,9 +122,10 @@ def real_separability(predictor, views: list[View]) -> tuple[list[dict], int]:
     return rows, len(clear_scores)
 
 
-def run(predictor, data: Path, seed: int = 0) -> dict:
+def run(predictor, data: Path, weights: str | None = None, seed: int = 0) -> dict:
+    """`weights`: the checkpoint the predictor was loaded from, as the report names it (None: the shipped weights)."""
     views = val_views(data)
-    report = {"data": str(data), "weights": predictor.name, "measure": f"mean dark channel rise, {DARK_WINDOW} px "
+    report = {"data": str(data), "weights": weights or f"{predictor.name} (shipped)", "measure": f"mean dark channel rise, {DARK_WINDOW} px "
               f"window at {MEASURE_SHORT_SIDE} px", "real": [], "synthetic": []}
     report["real"], report["clear_frames"] = real_separability(predictor, views)
     bases = [f for v in views for f in evenly(v.clear, CLEAR_FRAMES)]
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
     predictor = report_predictor("faint_smoke", args.data, args.weights)
     if predictor is None:
         return 2
-    report = run(predictor, args.data)
+    report = run(predictor, args.data, args.weights)
     write_report(args.out, "faint_smoke", report, markdown(report))
     return 0
 

@@ -51,7 +51,6 @@ def test_provenance_of_a_missing_checkpoint_is_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == f"error: {tmp_path / 'none.pt'}: no such checkpoint file"
 
 
-
 def test_the_processor_is_named_with_its_family_and_model_where_the_kernel_gives_them():
     """Two CPU generations may carry one model name in a virtual machine, and only one of them
     trains in bfloat16: the record tells them apart by the numbers."""

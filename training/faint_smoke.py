@@ -125,8 +125,8 @@ def real_separability(predictor, views: list[View]) -> tuple[list[dict], int]:
 def run(predictor, data: Path, weights: str | None = None, seed: int = 0) -> dict:
     """`weights`: the checkpoint the predictor was loaded from, as the report names it (None: the shipped weights)."""
     views = val_views(data)
-    report = {"data": str(data), "weights": weights or f"{predictor.name} (shipped)", "measure": f"mean dark channel rise, {DARK_WINDOW} px "
-              f"window at {MEASURE_SHORT_SIDE} px", "real": [], "synthetic": []}
+    report = {"data": str(data), "weights": weights or f"{predictor.name} (shipped)",
+              "measure": f"mean dark channel rise, {DARK_WINDOW} px window at {MEASURE_SHORT_SIDE} px", "real": [], "synthetic": []}
     report["real"], report["clear_frames"] = real_separability(predictor, views)
     bases = [f for v in views for f in evenly(v.clear, CLEAR_FRAMES)]
     base_dark = dark_means(bases)

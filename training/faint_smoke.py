@@ -37,7 +37,8 @@ import numpy as np
 from model.tasks import NUM_LEVELS, level_to_severity
 from training.distortions import create_distortion, field_of_view
 from training.metrics import roc_auc
-from training.realcheck import DEFAULT_DATA, clip_frames, evenly, expand, items, load_still, report_predictor, write_report
+from training.realcheck import (DEFAULT_DATA, clip_frames, evenly, expand, items, load_still, report_predictor,
+                                report_weights, write_report)
 from training.realworld import DECISION, predictions
 
 MEASURE_SHORT_SIDE = 256
@@ -125,7 +126,7 @@ def real_separability(predictor, views: list[View]) -> tuple[list[dict], int]:
 def run(predictor, data: Path, weights: str | None = None, seed: int = 0) -> dict:
     """`weights`: the checkpoint the predictor was loaded from, as the report names it (None: the shipped weights)."""
     views = val_views(data)
-    report = {"data": str(data), "weights": weights or f"{predictor.name} (shipped)",
+    report = {"data": str(data), "weights": report_weights(weights, predictor),
               "measure": f"mean dark channel rise, {DARK_WINDOW} px window at {MEASURE_SHORT_SIDE} px", "real": [], "synthetic": []}
     report["real"], report["clear_frames"] = real_separability(predictor, views)
     bases = [f for v in views for f in evenly(v.clear, CLEAR_FRAMES)]

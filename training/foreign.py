@@ -41,7 +41,7 @@ from model.tasks import NUM_LEVELS
 from training.distortions import frame_scale
 from training.metrics import exact_match, micro_f1, per_task, recall_by_level, srocc
 from training.quality import fr_quality
-from training.realcheck import DEFAULT_DATA, clear_frame_run, write_report
+from training.realcheck import DEFAULT_DATA, clear_frame_run, report_weights, write_report
 from training.realworld import judged
 
 # The order light reaches the sensor in, which pairs are applied in.
@@ -324,7 +324,7 @@ def main(argv=None) -> int:
         return 2
     predictor, frames = run
     report = {"data": str(args.data), "split": args.split, "seed": args.seed,
-              "weights": args.weights or f"{predictor.name} (shipped)",
+              "weights": report_weights(args.weights, predictor),
               **measure(predictor, frames, args.seed, progress=not args.quiet, keep_mean=args.keep_mean)}
     write_report(args.out, f"foreign_{args.split}", report, markdown(report))
     return 0

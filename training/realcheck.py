@@ -115,6 +115,11 @@ def evenly(frames: list, n: int) -> list:
     return [frames[i] for i in np.linspace(0, len(frames) - 1, n).round().astype(int)]
 
 
+def report_weights(weights: str | None, predictor) -> str:
+    """How a val report names the weights it read: the checkpoint given, or the shipped model."""
+    return weights or f"{predictor.name} (shipped)"
+
+
 def report_predictor(prog: str, data: Path, weights: str | None):
     """The predictor a val report command runs (float32, as the shipping rule runs it), or None
     after one line on stderr saying why not (no data folder here, weights that do not load)."""

@@ -36,7 +36,7 @@ from model.tasks import NUM_LEVELS, level_to_severity
 from training.distortions import create_distortion
 from training.metrics import srocc
 from training.quality import fr_quality
-from training.realcheck import DEFAULT_DATA, clear_frame_run, write_report
+from training.realcheck import DEFAULT_DATA, clear_frame_run, report_weights, write_report
 from training.realworld import judged
 
 
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     if run is None:
         return 2
     predictor, frames = run
-    report = {"data": str(args.data), "weights": args.weights or f"{predictor.name} (shipped)",
+    report = {"data": str(args.data), "weights": report_weights(args.weights, predictor),
               **measure(predictor, frames, progress=not args.quiet)}
     write_report(args.out, "sensitivity", report, markdown(report))
     return 0

@@ -1,3 +1,4 @@
+import platform
 import shutil
 import subprocess
 import sys
@@ -54,8 +55,6 @@ def test_provenance_of_a_missing_checkpoint_is_one_line(tmp_path):
 def test_the_processor_is_named_with_its_family_and_model_where_the_kernel_gives_them():
     """Two CPU generations may carry one model name in a virtual machine, and only one of them
     trains in bfloat16: the record tells them apart by the numbers."""
-    import platform
-
     from training.provenance import processor_name
 
     epyc = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n\n" \

@@ -28,9 +28,10 @@ bench: setup
 	$(PY) benchmarks/synth_speed.py
 	$(PY) benchmarks/model_speed.py
 
-# Reproduce the shipped weights (issue 18): train (2400 steps in bfloat16 through torch.compile on the
-# screened real train split plus procedural scenes, ~45-51 min on a 2-core machine; docs/MODEL.md), keeping
-# best.pt and a snapshot every 400 steps; fit each one's operating points on the real val footage
+# Reproduce the shipped weights (issue 18): train (2400 steps through torch.compile, in bfloat16 where the
+# CPU has it natively, else float32, on the screened real train split plus procedural scenes; wall
+# times in docs/MODEL.md), keeping best.pt and a snapshot every 400 steps; fit each one's operating
+# points on the real val footage
 # (`scopewatch operating-points`); then the shipping rule chooses among best.pt and the val-fitted ones,
 # on the real val footage and the synthetic test set (`scopewatch ship`, ~2 min a candidate). It installs
 # the one that passes, or one with the shipped weights' very digest (reproduced: the same kind of machine
@@ -42,8 +43,8 @@ bench: setup
 SURGICAL := ../shared/data/surgical
 TESTSET  := data/testset
 SHIP_TESTSET := data/testset_480
-RUN      := runs/synth_v15
-WEIGHTS  := model/weights/scopewatch_lap5.synth_v15.pt
+RUN      := runs/synth_v16
+WEIGHTS  := model/weights/scopewatch_lap5.synth_v16.pt
 
 weights: setup $(SHIP_TESTSET)/labels.csv
 	$(VENV)/bin/scopewatch train --out $(RUN)

@@ -15,7 +15,7 @@ from model.network import QualityNet
 MODELS: Registry[Callable[..., QualityNet]] = Registry("model")
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "scopewatch_lap5"
-DEFAULT_TAG = "synth_v15"
+DEFAULT_TAG = "synth_v16"
 
 
 def register_model(fn: Callable[..., QualityNet]) -> Callable[..., QualityNet]:

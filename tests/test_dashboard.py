@@ -244,7 +244,7 @@ def test_in_a_real_browser(server, monitor_csv, tmp_path):
         page.locator(".sw-tile[data-uri='synthetic:60']").click()
         page.wait_for_function("document.querySelector('#sw-source textarea, #sw-source input').value === 'synthetic:60'",
                                timeout=5000)
-        page.wait_for_selector(".sw-tile.sw-selected[data-uri='synthetic:60']", timeout=5000)
+        page.wait_for_selector(".sw-tile.sw-selected[data-uri='synthetic:60']", timeout=20000)
         page.screenshot(path=str(SHOTS / "live_tiles.png"), full_page=True)
         from gradio_client import Client
         Client(server, verbose=False).predict("synthetic:30", api_name="/stop")

@@ -112,22 +112,29 @@ def test_the_shipping_rule_pools_clean_items_and_needs_every_distortion_detected
 
 def test_ship_scores_candidates_on_val_and_the_test_set_and_installs_only_a_passing_one(tmp_path, tiny_weights):
     import torch
-    from model import create_model, save_checkpoint
+    from model import create_model, load_checkpoint, save_checkpoint
 
     data = surgical("val_smoke").parent
     testset = tmp_path / "testset"
     subprocess.run([sys.executable, "-m", "apps.cli", "synth", "--out", str(testset), "--clips", "3", "--seconds", "0.4",
                     "--fps", "5", "-q"], cwd=ROOT, check=True, capture_output=True, timeout=120)
 
-    def ship(candidate, out):
-        installed = out / "shipped.pt"
+    def ship(candidate, out, installed=None):
+        installed = installed or out / "shipped.pt"
         r = subprocess.run([sys.executable, "-m", "apps.cli", "ship", str(candidate), "--testset", str(testset),
                             "--shipped", str(tiny_weights), "--data", str(data), "--out", str(out), "--install",
                             str(installed), "-q"], cwd=ROOT, capture_output=True, text=True, timeout=600)
         return r, json.loads((out / "shipping.json").read_text()), installed
 
-    # A rebuild of the shipped weights: clip by clip the same, and chosen as such whatever it fails.
-    r, record, installed = ship(shutil.copyfile(tiny_weights, tmp_path / "rebuilt.pt"), tmp_path / "same")
+    # A rebuild of the shipped weights: the same weights with its own metadata (as `make weights` writes).
+    rebuilt = save_checkpoint(load_checkpoint(tiny_weights), tmp_path / "rebuilt.pt", metrics={"step": 7})
+    in_place = tmp_path / "in_place.pt"
+    shutil.copyfile(tiny_weights, in_place)
+    # Clip by clip the same, and chosen as such whatever it fails; the file in place is kept byte for byte.
+    r, record, installed = ship(rebuilt, tmp_path / "same", installed=in_place)
+    assert r.returncode == 0 and "kept" in r.stderr and "reproduced" in r.stderr, r.stderr
+    assert in_place.read_bytes() == tiny_weights.read_bytes() != rebuilt.read_bytes()
+    r, record, installed = ship(rebuilt, tmp_path / "same")
     [candidate] = record["candidates"]
     assert {c["rule"].split(" (")[0].split(",")[0] for c in candidate["checks"]} >= {
         "val clean frames with any alarm", "val smoke recall", "synthetic test micro_f1"}

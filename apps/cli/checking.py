@@ -153,10 +153,26 @@ def cmd_ship(args) -> int:
         print(f"nothing installed: {why}", file=sys.stderr)
         return 1
     if args.install:
+        digest = next(c["sha256"] for c in candidates if c["weights"] == str(chosen))
+        if digest and _weights_digest(args.install) == digest:
+            # A rebuild carries its own metadata (creation time, run folder): copying it would
+            # change the tracked file and nothing it computes.
+            print(f"kept {args.install}: it already holds these weights ({digest[:12]}; {why})", file=sys.stderr)
+            return 0
         args.install.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(chosen, args.install)
         print(f"installed {chosen} as {args.install} ({why})", file=sys.stderr)
     return 0
+
+
+def _weights_digest(path: Path) -> str | None:
+    """The weight digest of the checkpoint at `path`; None where there is no readable one."""
+    from model.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        return read_checkpoint(path).get("sha256")
+    except CheckpointError:
+        return None
 
 
 def cmd_operating_points(args) -> int:
@@ -259,7 +275,7 @@ def register(sub) -> None:
     p.add_argument("candidates", type=Path, nargs="+", help="candidate checkpoints")
     p.add_argument("--testset", type=Path, default=Path("data/testset"), help="synthetic test set (default data/testset)")
     p.add_argument("--shipped", type=Path, help="the weights to compare with (default: the shipped weights)")
-    p.add_argument("--install", type=Path, help="copy the chosen candidate here")
+    p.add_argument("--install", type=Path, help="copy the chosen candidate here (a file already holding its weights is kept as it is)")
     p.add_argument("--fewer-failures", action="store_true",
                    help="when no candidate passes every check, choose the one failing the fewest, provided it "
                         "fails fewer than the shipped weights, or as many and ranks better on val (fewer clean "
